@@ -1,0 +1,47 @@
+# One venv for everything. torch is pinned and installed first (CPU build from local disk).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo validate bench gpu-check lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install $(TORCH)
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The README's test command: install + the fast suite.
+test: $(STAMP)
+	$(BIN)/pytest -m fast -q
+
+# The README's main job: install + a small benchmark end to end on CPU.
+DEMO_DATA ?= data/demo
+DEMO_OUT ?= results/demo
+demo: $(STAMP)
+	$(BIN)/semicrf generate --output-dir $(DEMO_DATA) --num-train 32 --num-val 8 --num-test 8 \
+		--seq-length 4000 --seed 42
+	$(BIN)/semicrf run --data-dir $(DEMO_DATA) --output-dir $(DEMO_OUT) --encoder mamba_stub \
+		--max-duration 200 --hidden-dim 32 --num-layers 1 --batch-size 8 --epochs 3 \
+		--device cpu --log-every 2
+	$(BIN)/semicrf compare --results-dir $(DEMO_OUT)
+
+validate: $(STAMP)
+	$(BIN)/pytest -m validation -v
+
+bench: $(STAMP)
+	$(BIN)/pytest benchmarks -m benchmark --benchmark-only --benchmark-autosave
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

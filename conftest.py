@@ -1,0 +1,43 @@
+"""Project-wide pytest configuration: markers, the validation options, GPU skipping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("semicrf validation")
+    group.addoption(
+        "--validation-scale",
+        choices=("cpu", "full"),
+        default="cpu",
+        help="cpu: claims decided in under an hour on 2 cores; full: the spec's defaults (GPU).",
+    )
+    group.addoption(
+        "--validation-rebuild",
+        action="store_true",
+        help="Ignore cached validation experiments and train again.",
+    )
+    group.addoption(
+        "--generator-config",
+        default=None,
+        help="JSON generator config (as `semicrf generate --config`) for the validation data.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unit tests under tests/ are `fast`; `gpu` tests are skipped without CUDA."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    tests_dir = ROOT / "tests"
+    for item in items:
+        if tests_dir in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.fast)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,13 @@
+"""``semicrf generate``: argument parsing only; the work is done by library functions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the flags of ``semicrf generate``."""
+
+
+def main(args: argparse.Namespace) -> int:
+    raise NotImplementedError("semicrf generate is not implemented yet")
