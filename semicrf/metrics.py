@@ -118,7 +118,7 @@ def _runs(labels: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
         is_start[1:] = labels[1:] != labels[:-1]
         is_start[offsets[:-1][offsets[:-1] < n]] = True
     starts = np.flatnonzero(is_start)
-    ends = np.append(starts[1:], n)
+    ends = np.append(starts[1:], n) if starts.size else starts.copy()
     return starts, ends, labels[starts]
 
 
