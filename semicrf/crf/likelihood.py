@@ -1,0 +1,62 @@
+"""Label likelihood: the normalised NLL of a per-position labelling under the Semi-CRF.
+
+A labelling y whose runs may be longer than K has many segmentations (a run is any
+concatenation of segments of its label, joined by self-transitions). Its probability is
+the total probability of all segmentations consistent with y:
+
+    NLL(y) = log Z - log Z(y),   Z(y) = sum over segmentations whose every segment lies
+                                        inside one run of y and carries that run's label.
+
+``log Z(y)`` is the same forward pass restricted by a mask, so NLL >= 0 always and the
+probabilities of all labellings sum to one. No splitting rule is needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from semicrf.crf.api import select_backend
+from semicrf.crf.checks import check_inputs
+
+IGNORE_LABEL = -100
+
+
+def gold_mask(labels: Tensor, lengths: Tensor, num_labels: int) -> Tensor:
+    """allowed (B, T, C) bool: label c allowed at t iff labels[t] == c; anything past L."""
+    batch, length = labels.shape
+    inside = torch.arange(length, device=labels.device) < lengths.view(batch, 1)
+    one_hot = labels.unsqueeze(2) == torch.arange(num_labels, device=labels.device)
+    return one_hot | ~inside.unsqueeze(2)
+
+
+def check_labels(labels: Tensor, lengths: Tensor, shape: tuple[int, int], num_labels: int) -> None:
+    if not isinstance(labels, Tensor) or labels.dtype.is_floating_point:
+        raise ValueError("labels must be an integer tensor of shape (B, T)")
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"labels must have shape (B, T) = {shape}, got {tuple(labels.shape)}")
+    inside = torch.arange(shape[1], device=labels.device) < lengths.view(-1, 1)
+    invalid = inside & ((labels < 0) | (labels >= num_labels))
+    if bool(invalid.any()):
+        bad = labels[invalid][0].item()
+        raise ValueError(f"labels must lie in [0, C = {num_labels}) within lengths, found {bad}")
+
+
+def label_nll(
+    scores: Tensor,
+    transition: Tensor,
+    duration: Tensor,
+    lengths: Tensor,
+    labels: Tensor,
+    start: Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """-log P(labels) per sequence (B,); labels (B, T), values past each length ignored."""
+    batch, length, num_labels, _ = check_inputs(scores, transition, duration, lengths, start)
+    check_labels(labels, lengths, (batch, length), num_labels)
+    module = select_backend(backend, scores)
+    allowed = gold_mask(labels, lengths, num_labels)
+    log_z = module.log_partition(scores, transition, duration, lengths, start)
+    log_z_gold = module.log_partition(scores, transition, duration, lengths, start, allowed)
+    return log_z - log_z_gold
