@@ -4,8 +4,8 @@ Every parameter of the generator lives in :class:`GeneratorConfig`. Its JSON for
 (:meth:`GeneratorConfig.to_dict`) is what ``semicrf generate --config FILE`` overrides and what
 ``meta.json`` records. See ``docs/data.md`` for the biological motivation of each default.
 
-Labels (the contract of :func:`semicrf.data.load_split`): 0 intergenic, 1 exon, 2 intron
-(C = 3); 3 5'UTR, 4 3'UTR (C = 5). Class names are :data:`CLASS_NAMES`.
+Labels (the contract of :func:`semicrf.data.load_split`, defined in :mod:`semicrf.labels`):
+0 intergenic, 1 exon, 2 intron (C = 3); 3 5'UTR, 4 3'UTR (C = 5).
 
 Base probabilities are always rows of four numbers in the order A, C, G, T.
 """
@@ -18,17 +18,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-INTERGENIC, EXON, INTRON, UTR5, UTR3 = 0, 1, 2, 3, 4
-CLASS_NAMES: tuple[str, ...] = ("intergenic", "exon", "intron", "utr5", "utr3")
+from semicrf.labels import CLASS_NAMES, EXON, INTERGENIC, INTRON, UTR3, UTR5
+
 NUM_CLASSES_CHOICES: tuple[int, ...] = (3, 5)
 BOUND_MODES: tuple[str, ...] = ("truncate", "clip")
 
 Row = tuple[float, float, float, float]
 
+__all__ = [
+    "BOUND_MODES", "CLASS_NAMES", "EXON", "INTERGENIC", "INTRON", "NUM_CLASSES_CHOICES", "UTR3",
+    "UTR5", "CountRange", "DurationSpec", "GeneratorConfig", "SiteProfiles", "class_names",
+    "label_index",
+]
+
 
 def class_names(num_classes: int) -> tuple[str, ...]:
-    """Names of labels ``0 .. num_classes-1`` (num_classes in {3, 5})."""
-    if num_classes not in NUM_CLASSES_CHOICES:
+    """Names of labels ``0 .. num_classes-1``; the generator supports num_classes 3 and 5."""
+    if isinstance(num_classes, bool) or num_classes not in NUM_CLASSES_CHOICES:
         raise ValueError(f"num_classes must be 3 or 5, got {num_classes!r}")
     return CLASS_NAMES[:num_classes]
 

@@ -11,8 +11,9 @@ from torch.utils.data import Dataset
 
 from semicrf.data.features import KMER_WINDOW, encode, feature_dim
 from semicrf.data.storage import SequenceRecord
+from semicrf.labels import PAD_LABEL
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = PAD_LABEL  # -100, PyTorch's default ignore_index
 
 
 class SequenceDataset(Dataset):

@@ -104,8 +104,7 @@ def generate_dataset(
     }
     seq_length = _check_count("seq_length", seq_length)
     seed = _check_count("seed", seed, minimum=0)
-    if num_classes not in (3, 5) or isinstance(num_classes, bool):
-        raise ValueError(f"num_classes must be 3 or 5, got {num_classes!r}")
+    names = class_names(num_classes)  # validates: 3 or 5
     cfg = resolve_config(config, signal)
     needed = cfg.min_seq_length(num_classes)
     if seq_length < needed:
@@ -153,7 +152,7 @@ def generate_dataset(
         "seeding": "sequence i of split k (train 0, val 1, test 2) uses "
         "numpy.random.default_rng(SeedSequence(seed, spawn_key=(k, i)))",
         "num_classes": num_classes,
-        "class_names": list(class_names(num_classes)),
+        "class_names": list(names),
         "seq_length": seq_length,
         "alphabet": ALPHABET,
         "generator": cfg.to_dict(),

@@ -1,0 +1,278 @@
+"""generate_dataset -> files -> load_split / read_meta, reproducibility, errors and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import semicrf
+from semicrf.cli import main as cli_main
+from semicrf.data import (
+    GeneratorConfig,
+    generate_dataset,
+    generate_sequence,
+    load_split,
+    read_meta,
+    sequence_rng,
+)
+
+SMALL = {"num_train": 5, "num_val": 3, "num_test": 2, "seq_length": 3000}
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("num_classes", [3, 5])
+def test_round_trip(tmp_path: Path, num_classes: int) -> None:
+    overrides = {"signal": 0.8, "durations": {"intergenic": {"median": 800.0, "min": 100}}}
+    out = generate_dataset(tmp_path / "d", **SMALL, num_classes=num_classes, seed=7,
+                           config=overrides)
+    assert out == tmp_path / "d"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "meta.json", "test.tokens.npy", "train.tokens.npy", "val.tokens.npy"]
+    cfg = GeneratorConfig.from_overrides(overrides)
+    meta = read_meta(out)
+    assert meta["num_classes"] == num_classes
+    assert meta["class_names"] == ["intergenic", "exon", "intron", "utr5", "utr3"][:num_classes]
+    assert meta["seed"] == 7 and meta["seq_length"] == 3000
+    assert meta["semicrf_version"] == semicrf.__version__
+    assert meta["generator"] == cfg.to_dict()
+    assert GeneratorConfig.from_dict(meta["generator"]) == cfg
+    for k, (split, n) in enumerate((("train", 5), ("val", 3), ("test", 2))):
+        records = load_split(out, split)
+        assert len(records) == n == meta["splits"][split]["num_sequences"]
+        for i, rec in enumerate(records):
+            tok, st = generate_sequence(cfg, num_classes, 3000, sequence_rng(7, k, i))
+            assert rec.tokens.dtype == np.uint8 and rec.tokens.shape == (3000,)
+            np.testing.assert_array_equal(rec.tokens, tok)
+            assert rec.segments == st.segments()
+            assert rec.labels.dtype == np.int64 and rec.labels.shape == (3000,)
+            expanded = np.concatenate([np.full(e - s, c) for s, e, c in rec.segments])
+            np.testing.assert_array_equal(rec.labels, expanded)
+            assert rec.last_segment_censored == st.last_censored
+            assert meta["splits"][split]["last_segment_drawn_length"][i] == st.last_drawn_length
+            assert rec.index == i and len(rec) == 3000
+
+
+def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
+    a = generate_dataset(tmp_path / "a", **SMALL, num_classes=5, seed=3)
+    b = generate_dataset(tmp_path / "b", **SMALL, num_classes=5, seed=3)
+    assert digest(a) == digest(b)
+    again = generate_dataset(tmp_path / "a", **SMALL, num_classes=5, seed=3)  # overwrite
+    assert digest(again) == digest(b)
+    c = generate_dataset(tmp_path / "c", **SMALL, num_classes=5, seed=4)
+    assert digest(c)["train.tokens.npy"] != digest(a)["train.tokens.npy"]
+
+
+def test_splits_do_not_depend_on_the_other_split_sizes(tmp_path: Path) -> None:
+    a = generate_dataset(tmp_path / "a", **SMALL, seed=1)
+    b = generate_dataset(tmp_path / "b", **{**SMALL, "num_train": 9}, seed=1)
+    for split in ("val", "test"):
+        for ra, rb in zip(load_split(a, split), load_split(b, split), strict=True):
+            np.testing.assert_array_equal(ra.tokens, rb.tokens)
+            assert ra.segments == rb.segments
+    # and the train split is a prefix
+    np.testing.assert_array_equal(load_split(b, "train")[4].tokens,
+                                  load_split(a, "train")[4].tokens)
+    # whereas val and train sequences differ from each other
+    assert not np.array_equal(load_split(a, "val")[0].tokens, load_split(a, "train")[0].tokens)
+
+
+def test_signal_argument_overrides_the_config(tmp_path: Path) -> None:
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0, config={"signal": 0.9}, signal=0.1)
+    assert read_meta(out)["generator"]["signal"] == 0.1
+
+
+def test_progress_is_reported_per_sequence(tmp_path: Path) -> None:
+    calls: list[int] = []
+    generate_dataset(tmp_path / "d", **SMALL, seed=0, progress=calls.append)
+    assert calls == [1] * 10
+
+
+def test_output_dir_is_created_with_parents(tmp_path: Path) -> None:
+    out = generate_dataset(tmp_path / "x" / "y", **SMALL, seed=0)
+    assert (out / "meta.json").is_file()
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["num_train", "num_val", "num_test", "seq_length"])
+@pytest.mark.parametrize("value", [0, -5, 2.0, True])
+def test_non_positive_counts_are_rejected(tmp_path: Path, name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+        generate_dataset(tmp_path / "d", **{**SMALL, name: value}, seed=0)
+    assert not (tmp_path / "d").exists()  # nothing is created for bad arguments
+
+
+def test_bad_seed_and_num_classes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seed"):
+        generate_dataset(tmp_path / "d", **SMALL, seed=-1)
+    with pytest.raises(ValueError, match="num_classes"):
+        generate_dataset(tmp_path / "d", **SMALL, num_classes=4, seed=0)
+
+
+@pytest.mark.parametrize("num_classes", [3, 5])
+def test_seq_length_must_hold_one_gene(tmp_path: Path, num_classes: int) -> None:
+    need = GeneratorConfig().min_seq_length(num_classes)
+    with pytest.raises(ValueError, match=f"too small to hold one gene.*>= {need}"):
+        generate_dataset(tmp_path / "d", **{**SMALL, "seq_length": need - 1},
+                         num_classes=num_classes, seed=0)
+    out = generate_dataset(tmp_path / "d", **{**SMALL, "seq_length": need},
+                           num_classes=num_classes, seed=0)
+    assert read_meta(out)["seq_length"] == need
+
+
+def test_unknown_config_keys_and_invalid_distributions(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown config key 'durations.exon.mu'"):
+        generate_dataset(tmp_path / "d", **SMALL, seed=0, config={"durations": {"exon": {"mu": 5}}})
+    with pytest.raises(ValueError, match="durations.intron.sigma"):
+        generate_dataset(tmp_path / "d", **SMALL, seed=0,
+                         config={"durations": {"intron": {"sigma": -1}}})
+    with pytest.raises(ValueError, match="config must be"):
+        generate_dataset(tmp_path / "d", **SMALL, seed=0, config=[1, 2])  # type: ignore[arg-type]
+
+
+def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "f"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        generate_dataset(file, **SMALL, seed=0)
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        generate_dataset(file / "sub", **SMALL, seed=0)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="permissions are not enforced for root")
+def test_unwritable_output_dir(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            generate_dataset(locked, **SMALL, seed=0)
+        with pytest.raises(PermissionError, match="cannot create"):
+            generate_dataset(locked / "sub", **SMALL, seed=0)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_unwritable_output_dir_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, for runs as root: the write probe fails as it would without permission."""
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(PermissionError, match="not writable"):
+        generate_dataset(tmp_path / "d", **SMALL, seed=0)
+
+
+def test_load_split_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_split(tmp_path / "missing", "train")
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        load_split(tmp_path, "train")
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        load_split(out, "dev")
+    np.save(out / "val.tokens.npy", np.zeros((3, 10), dtype=np.uint8))
+    with pytest.raises(ValueError, match="meta.json says"):
+        load_split(out, "val")
+    (out / "test.tokens.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="test"):
+        load_split(out, "test")
+    (out / "meta.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a semicrf-synthetic-genome"):
+        read_meta(out)
+    (out / "meta.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_meta(out)
+
+
+def test_meta_json_is_written_last_and_removed_first(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0)
+    before = digest(out)
+
+    def broken_save(fh, *args: object, **kwargs: object) -> None:
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        generate_dataset(out, **SMALL, seed=1)
+    # an interrupted rewrite never looks complete, and no half-written file replaces a good one
+    assert not (out / "meta.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "test.tokens.npy", "train.tokens.npy", "val.tokens.npy"]
+    assert digest(out)["train.tokens.npy"] == before["train.tokens.npy"]
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def test_cli_generate_matches_the_library(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg_file = tmp_path / "gt.json"
+    cfg_file.write_text(json.dumps({"durations": {"exon": {"median": 120}}, "signal": 0.9}))
+    rc = cli_main(["generate", "--output-dir", str(tmp_path / "cli"), "--num-train", "5",
+                   "--num-val", "3", "--num-test", "2", "--seq-length", "3000",
+                   "--num-classes", "5", "--seed", "9", "--config", str(cfg_file),
+                   "--signal", "0.2"])
+    assert rc == 0
+    assert "wrote 10 sequences" in capsys.readouterr().out
+    lib = generate_dataset(tmp_path / "lib", **SMALL, num_classes=5, seed=9,
+                           config={"durations": {"exon": {"median": 120}}, "signal": 0.2})
+    assert digest(tmp_path / "cli") == digest(lib)
+
+
+def test_cli_defaults_are_the_spec_defaults() -> None:
+    from semicrf.cli import build_parser
+
+    args = build_parser().parse_args(["generate", "--output-dir", "x"])
+    assert (args.num_train, args.num_val, args.num_test, args.seq_length, args.num_classes,
+            args.seed, args.config, args.signal) == (1000, 200, 200, 20000, 3, 42, None, None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--num-train", "0"], "num_train must be an integer >= 1"),
+        (["--seq-length", "500"], "too small to hold one gene"),
+        (["--signal", "2"], "signal must be a number in [0, 1]"),
+        (["--config", "MISSING"], "config file"),
+        (["--config", "BADJSON"], "not valid JSON"),
+        (["--config", "LIST"], "must hold a JSON object"),
+        (["--config", "UNKNOWN"], "unknown config key 'exon_median'"),
+    ],
+)
+def test_cli_errors_are_clean(tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str],
+                              message: str) -> None:
+    files = {"MISSING": tmp_path / "nope.json", "BADJSON": tmp_path / "bad.json",
+             "LIST": tmp_path / "list.json", "UNKNOWN": tmp_path / "unknown.json"}
+    files["BADJSON"].write_text("{durations:")
+    files["LIST"].write_text("[1, 2]")
+    files["UNKNOWN"].write_text('{"exon_median": 100}')
+    extra = [str(files[x]) if x in files else x for x in extra]
+    rc = cli_main(["generate", "--output-dir", str(tmp_path / "d"), "--num-train", "2",
+                   "--num-val", "1", "--num-test", "1", "--seq-length", "2000", *extra])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("semicrf generate: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_cli_requires_output_dir_and_valid_num_classes(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["generate"])
+    assert exc.value.code == 2
+    assert "--output-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["generate", "--output-dir", "x", "--num-classes", "4"])
+    assert "invalid choice" in capsys.readouterr().err
