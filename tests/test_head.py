@@ -1,0 +1,91 @@
+"""SemiCRFHead: parameters, normalised loss, decoding, runs longer than K."""
+
+from __future__ import annotations
+
+import brute_force as bf
+import pytest
+import torch
+
+from semicrf import SemiCRFHead
+
+
+def _head(duration="learned", max_duration=3, labels=3, hidden=4):
+    torch.manual_seed(0)
+    head = SemiCRFHead(hidden, labels, max_duration, duration=duration).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()
+    return head
+
+
+def test_uniform_duration_is_a_fixed_zero_buffer():
+    head = SemiCRFHead(4, 3, 5, duration="uniform")
+    names = {n for n, _ in head.named_parameters()}
+    assert "duration" not in names and torch.all(head.duration == 0)
+    assert "duration" in {n for n, _ in SemiCRFHead(4, 3, 5).named_parameters()}
+
+
+def test_run_longer_than_k_is_the_sum_over_all_its_splits():
+    """A run of 5 positions with K = 2: P(y) sums every split of the run into 1s and 2s."""
+    head = _head(max_duration=2)
+    hidden = torch.randn(1, 6, 4, dtype=torch.float64)
+    labels = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    nll = head.nll(hidden, torch.tensor([6]), labels)
+    scores = head.scores(hidden)[0].detach()
+    all_sc = bf.all_scores(scores, head.transition.detach(), head.duration.detach(), 6,
+                           head.start.detach())
+    paths = bf.segmentations(6, 2, 3)
+    keep = torch.tensor([all(labels[0, i] == c for s, e, c in p for i in range(s, e)) for p in paths])
+    want = torch.logsumexp(all_sc, 0) - torch.logsumexp(all_sc[keep], 0)
+    torch.testing.assert_close(nll[0], want, atol=1e-9, rtol=0)
+    assert int(keep.sum()) == 8  # compositions of 5 into parts of size <= 2 (then 1 for the 0)
+
+
+def test_loss_is_normalised_per_position_and_nonnegative():
+    head = _head()
+    hidden = torch.randn(3, 10, 4, dtype=torch.float64)
+    lengths = torch.tensor([10, 7, 3])
+    labels = torch.randint(0, 3, (3, 10))
+    labels[1, 7:] = -100
+    labels[2, 3:] = -100
+    nll = head.nll(hidden, lengths, labels)
+    assert torch.all(nll >= 0)
+    torch.testing.assert_close(head.loss(hidden, lengths, labels), nll.sum() / 20)
+
+
+def test_decode_labels_match_segments_and_padding():
+    head = _head(max_duration=4)
+    hidden = torch.randn(2, 12, 4, dtype=torch.float64)
+    lengths = torch.tensor([12, 8])
+    labels, segments = head.decode(hidden, lengths)
+    for b, segs in enumerate(segments):
+        assert segs[-1][1] == int(lengths[b])
+        for s, e, c in segs:
+            assert torch.all(labels[b, s:e] == c)
+    assert torch.all(labels[1, 8:] == -100)
+
+
+@pytest.mark.parametrize("duration", ["learned", "uniform"])
+def test_training_steps_reduce_the_loss(duration):
+    torch.manual_seed(1)
+    head = SemiCRFHead(5, 3, 6, duration=duration)
+    hidden = torch.randn(4, 30, 5)
+    labels = (hidden[..., 0] > 0).long() + (hidden[..., 1] > 1).long()
+    lengths = torch.full((4,), 30)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = head.loss(hidden, lengths, labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    assert torch.all(head.duration == 0) == (duration == "uniform")
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="max_duration"):
+        SemiCRFHead(4, 3, 0)
+    with pytest.raises(ValueError, match="duration"):
+        SemiCRFHead(4, 3, 5, duration="poisson")
