@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from semicrf.labels import CLASS_NAMES
 from semicrf.metrics import duration_table_kl, learned_duration_pmf
 
 #: The four benchmark models, in the order tables and plots show them.
@@ -204,10 +205,9 @@ def _select_rows(available: Sequence[str], metrics: Iterable[str] | str | None) 
 
 
 def _is_class_of(column: str, prefix: str) -> bool:
-    """``duration_kl_exon`` belongs to ``duration_kl_``; ``duration_kl_log_exon`` does not
-    (class names contain no underscore)."""
-    rest = column[len(prefix) :]
-    return bool(rest) and "_" not in rest
+    """``duration_kl_exon`` belongs to ``duration_kl_``; ``duration_kl_log_exon`` and
+    ``position_f1_macro`` do not belong to ``duration_kl_`` and ``position_f1_``."""
+    return column[len(prefix) :] in CLASS_NAMES
 
 
 def _as_runs(
@@ -330,7 +330,8 @@ def compare(
     ``comparison.csv`` (full precision) and ``comparison.md`` (formatted).
 
     ``out_dir`` defaults to the results dir (one run) or the runs' common parent folder.
-    Returns the table (see :func:`comparison_table`).
+    Returns the table (see :func:`comparison_table`); ``table.attrs["output_dir"]`` is the
+    folder written to.
     """
     if isinstance(results_dirs, (str, os.PathLike)):
         results_dirs = [results_dirs]
@@ -348,4 +349,5 @@ def compare(
             f"- {label}: `{os.fspath(path)}`\n" for label, path in zip(labels, results_dirs, strict=True)
         )
     (out / "comparison.md").write_text(md, encoding="utf-8")
+    table.attrs["output_dir"] = str(out)
     return table
