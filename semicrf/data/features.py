@@ -60,14 +60,19 @@ def encode(tokens: np.ndarray, kind: str = "onehot", *, window: int = KMER_WINDO
         part = tok[j : j + n]
         idx = idx * 4 + np.minimum(part, 3)
         valid &= part < 4
-    onehot = np.zeros((n + 1, dim), dtype=np.int32)
-    onehot[1:][np.flatnonzero(valid), idx[valid]] = 1
-    cum = np.cumsum(onehot, axis=0)  # cum[j] = counts of 4-mers starting before j
+    # position t counts the 4-mers starting at j = t - half + o, o = 0 .. window - K
     half = window // 2
     t = np.arange(length)
-    lo = np.clip(t - half, 0, n)  # 4-mer starts j with t-half <= j <= t+half-K
-    hi = np.clip(t + half - KMER_K + 1, 0, n)
-    counts = cum[hi] - cum[lo]
-    total = counts.sum(axis=1, keepdims=True)
-    np.divide(counts, total, out=out, where=total > 0, casting="unsafe")
+    ts, ks = [], []
+    for o in range(window - KMER_K + 1):
+        j = t - half + o
+        ok = (j >= 0) & (j < n)
+        ok[ok] = valid[j[ok]]
+        ts.append(t[ok])
+        ks.append(idx[j[ok]])
+    t_all, k_all = np.concatenate(ts), np.concatenate(ks)
+    total = np.bincount(t_all, minlength=length)
+    weight = (1.0 / np.maximum(total, 1)).astype(np.float32)[t_all]
+    flat = out.reshape(-1)
+    np.add.at(flat, t_all * dim + k_all, weight)
     return out
