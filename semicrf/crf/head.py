@@ -59,9 +59,16 @@ class SemiCRFHead(nn.Module):
         return self.projection(hidden)
 
     def nll(self, hidden: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
-        """Negative log-likelihood of the labels per sequence (B,), always >= 0."""
+        """Negative log-likelihood of the labels per sequence (B,), always >= 0.
+
+        Non-finite emission scores give NaN (so a training loop can stop with a message)
+        instead of the ``ValueError`` the functional API raises for them.
+        """
+        scores = self.scores(hidden)
+        if not bool(torch.isfinite(scores).all()):
+            return scores.new_full(lengths.shape, float("nan"))
         return label_nll(
-            self.scores(hidden), self.transition, self.duration, lengths, labels, self.start,
+            scores, self.transition, self.duration, lengths, labels, self.start,
             backend=self.backend,
         )
 
