@@ -17,7 +17,6 @@ from semicrf.data.config import (
     CountRange,
     DurationSpec,
     GeneratorConfig,
-    class_names,
 )
 from semicrf.data.dataset import IGNORE_INDEX, SequenceDataset, collate
 from semicrf.data.durations import (
@@ -42,7 +41,6 @@ __all__ = [
     "GeneratorConfig",
     "SequenceDataset",
     "SequenceRecord",
-    "class_names",
     "collate",
     "encode",
     "feature_dim",

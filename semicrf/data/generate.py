@@ -93,7 +93,8 @@ def generate_dataset(
 
     ``config`` is a :class:`GeneratorConfig`, a dict of overrides of the defaults (see
     :meth:`GeneratorConfig.from_overrides`) or None for the defaults; ``signal`` overrides
-    ``config.signal``. ``progress(n)`` is called after every ``n`` finished sequences.
+    ``config.signal``. ``progress(1)`` is called after every finished sequence (it fits
+    ``tqdm.update``).
     Every sequence has exactly ``seq_length`` bases. Raises ``ValueError`` for bad
     arguments, ``NotADirectoryError`` / ``PermissionError`` for an unusable output directory.
     """
