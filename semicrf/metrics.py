@@ -99,8 +99,7 @@ def _flatten(pred: LabelArrays, true: LabelArrays, num_classes: int) -> _Flat:
         for arr, what in ((t, "true"), (p, "pred")):
             if n and (arr.min() < 0 or arr.max() >= num_classes):
                 raise ValueError(
-                    f"{what}[{i}] has labels outside [0, {num_classes}) "
-                    f"(classes {', '.join(names)})"
+                    f"{what}[{i}] has labels outside [0, {num_classes}) (classes {', '.join(names)})"
                 )
         trues.append(t)
         preds.append(p)
@@ -326,9 +325,7 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, smoothing: float = KL_SMOOTHING)
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if p.shape != q.shape or p.ndim != 1 or p.size == 0:
-        raise ValueError(
-            f"p and q must be non-empty 1-D arrays of equal shape: {p.shape} {q.shape}"
-        )
+        raise ValueError(f"p and q must be non-empty 1-D arrays of equal shape: {p.shape} {q.shape}")
     if (p < 0).any() or (q < 0).any():
         raise ValueError("histograms must be non-negative")
     if not 0 < smoothing < 1:
@@ -386,13 +383,10 @@ def duration_table_kl(
     true = np.asarray(true_pmf, dtype=np.float64)
     if learned.ndim != 2 or learned.shape != true.shape:
         raise ValueError(
-            f"learned_pmf and true_pmf must both have shape (K, C); got {learned.shape} "
-            f"and {true.shape}"
+            f"learned_pmf and true_pmf must both have shape (K, C); got {learned.shape} and {true.shape}"
         )
     names = class_names(learned.shape[1])
-    return {
-        name: kl_divergence(true[:, c], learned[:, c], smoothing) for c, name in enumerate(names)
-    }
+    return {name: kl_divergence(true[:, c], learned[:, c], smoothing) for c, name in enumerate(names)}
 
 
 def empirical_duration_pmf(
@@ -566,9 +560,7 @@ def evaluate(
     )
 
     # Durations
-    out.update(
-        _duration_metrics(flat, max_duration, kl_smoothing, drop_edge_segments, log_bins_per_decade)
-    )
+    out.update(_duration_metrics(flat, max_duration, kl_smoothing, drop_edge_segments, log_bins_per_decade))
     out["settings"] = {
         "num_classes": num_classes,
         "class_names": list(names),

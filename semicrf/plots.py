@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from semicrf.labels import CLASS_NAMES
 from semicrf.report import MODEL_ORDER
 
 _MODEL_COLORS = {
@@ -106,9 +107,10 @@ def plot_duration_comparison(
         true_durations: class name -> lengths of the true segments.
         predicted_durations: model -> class name -> lengths of predicted segments.
         kl: model -> class name -> divergence shown in the panel (``None``: n/a).
-        learned_pmfs: model -> (K, C) learned duration pmf (columns in class order),
-            drawn as a line over lengths 1..K.
-        true_pmf: (L, C) generating pmf over lengths 1..L, drawn in the truth column.
+        learned_pmfs: model -> (K, C) learned duration pmf (column c = label c), drawn
+            as a line over lengths 1..K.
+        true_pmf: (L, C) generating pmf over lengths 1..L (column c = label c), drawn in
+            the truth column.
         max_duration: K, marked by a dotted vertical line (default: rows of a learned pmf).
         kl_name: label of the divergence in the panels.
     """
@@ -125,6 +127,8 @@ def plot_duration_comparison(
     used_learned = used_truth_pmf = False
     for r, name in enumerate(classes):
         true_len = np.asarray(true_durations[name])
+        # pmf columns follow the label order, whatever the order of the rows
+        col_idx = CLASS_NAMES.index(name) if name in CLASS_NAMES else r
         row = [true_len] + [np.asarray(predicted_durations[m].get(name, [])) for m in models]
         bins, log_x = _length_bins(row, extra_max=max_duration or 0)
         truth_frac = _fractions(true_len, bins) if true_len.size else None
@@ -148,11 +152,11 @@ def plot_duration_comparison(
             if c > 0 and truth_frac is not None:
                 ax.stairs(truth_frac, bins, color="black", linestyle="--", linewidth=1.0)
             if c == 0 and true_pmf is not None:
-                pmf = np.asarray(true_pmf, dtype=float)[:, r]
+                pmf = np.asarray(true_pmf, dtype=float)[:, col_idx]
                 ax.stairs(_binned_pmf(pmf, bins), bins, color="black", linewidth=1.2)
                 used_truth_pmf = True
             if c > 0 and col in learned_pmfs:
-                pmf = np.asarray(learned_pmfs[col], dtype=float)[:, r]
+                pmf = np.asarray(learned_pmfs[col], dtype=float)[:, col_idx]
                 ax.stairs(_binned_pmf(pmf, bins), bins, color="crimson", linewidth=1.4)
                 used_learned = True
             if max_duration:

@@ -81,12 +81,8 @@ def test_seed_reproducibility():
     rng = np.random.default_rng(8)
     a, b = rng.normal(size=40), rng.normal(size=40)
     z = np.zeros(40)
-    assert paired_bootstrap(mean_metric, a, b, z, seed=1) == paired_bootstrap(
-        mean_metric, a, b, z, seed=1
-    )
-    assert paired_bootstrap(mean_metric, a, b, z, seed=1) != paired_bootstrap(
-        mean_metric, a, b, z, seed=2
-    )
+    assert paired_bootstrap(mean_metric, a, b, z, seed=1) == paired_bootstrap(mean_metric, a, b, z, seed=1)
+    assert paired_bootstrap(mean_metric, a, b, z, seed=1) != paired_bootstrap(mean_metric, a, b, z, seed=2)
 
 
 def test_with_boundary_counts_on_label_lists():
