@@ -1,0 +1,442 @@
+"""Triton kernels for the streaming Semi-CRF and their launchers (the ``triton`` backend).
+
+The recursions are those of :mod:`semicrf.crf.streaming` (read its header first); the
+buffers have the same float64, label-major layout, so every intermediate can be compared
+with the reference one to one:
+
+* ``prefix``   S (B, C, T + 1): ``S[t] = sum_{u < t} scores[u]``.
+* ``gamma``    (B, C, Kc + T + 1): gamma at position s is stored at index ``Kc + s``;
+  indices below ``Kc`` hold NEG (segments cannot start before 0) and ``Kc`` holds ``start``.
+* ``alpha``    (B, C, T + 1), ``u`` (B, C, T + 1 + Kc) (NEG past each length), ``out`` (B, C, T).
+
+``Kc = min(K, T)``. Sequential sweeps run one program per sequence (grid = B) and walk t
+with a runtime loop bound (the sequence's own length), so no kernel is specialised on T
+or on a length. Each step reads the K-wide window of ``gamma`` (forward, Viterbi) or ``u``
+(backward) for all labels as one (BLOCK_C, BLOCK_K) tile, in chunks of BLOCK_K slots
+combined by an online log-sum-exp when K is large, adds the duration row and reduces over
+the window; the transition is folded in once per position with a (C, C) tile, so a step
+costs O(K C + C^2). A step's store (gamma[t] or u[t]) is read by the next step through
+global memory, so a CTA barrier separates them.
+
+Precision: prefix sums and every stored quantity are float64. Exponentials inside the
+window log-sum-exp (and the duration-posterior kernel) run in float64 for float64 inputs
+and in float32 for float32 inputs (``F32_EXP``; arguments are <= 0 after the max shift,
+so that costs about 1e-7 relative per term, below float32 output resolution); sums of
+those exponentials, logs and all (C, C) work stay in float64. Like the reference, a
+large finite NEG stands for "impossible" and exp arguments are clamped at -700.
+
+Gradients are computed without atomics: the backward sweep writes each sequence's
+position marginals and its transition/start posterior mass to per-sequence rows, the
+duration-posterior kernel writes per-(sequence, label, length) sums, each accumulated in
+a fixed order; the host reduces over the batch with ``torch.sum``. Same inputs give
+bitwise-same gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+# "Impossible" log-mass, like the reference's -1e30 but a power of two: Triton types Python
+# float literals (``other=``, ``tl.where``) as float32, and this value is exact in both.
+NEG = -(2.0**100)
+_NEG = tl.constexpr(NEG)
+_EXP_FLOOR = tl.constexpr(-700.0)
+# Largest (BLOCK_C * BLOCK_K) window tile of a sequential sweep; larger K is chunked.
+MAX_TILE = 4096
+_INT32_MAX = 2**31 - 1
+
+
+@triton.jit
+def _exp_window(x, F32_EXP: tl.constexpr):
+    """exp of shifted window values (<= 0), clamped like the reference; f32 or f64 result."""
+    x = tl.maximum(x, _EXP_FLOOR)
+    if F32_EXP:
+        return tl.exp(x.to(tl.float32))
+    else:
+        return tl.exp(x)
+
+
+@triton.jit
+def _lse_rows(x, axis: tl.constexpr):
+    """float64 log-sum-exp of a small tile along ``axis`` (used for the (C, C) folds)."""
+    top = tl.max(x, axis=axis)
+    if axis == 0:
+        shifted = x - top[None, :]
+    else:
+        shifted = x - top[:, None]
+    return tl.log(tl.sum(tl.exp(tl.maximum(shifted, _EXP_FLOOR)), axis=axis)) + top
+
+
+@triton.jit(do_not_specialize=["T"])
+def _forward_kernel(
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, lo_ptr,
+    gamma_ptr, alpha_ptr, logz_ptr,
+    C, Kc, T,
+    HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """alpha[t] = S[t] + lse_k(duration[k-1] + gamma[t-k]); gamma[t] = lse_c'(alpha + trans) - S[t].
+
+    lo (B, C, T) int32, only with HAS_ALLOWED: a segment ending at t must start at or after
+    ``lo[t - 1]`` (one past the last disallowed position before t).
+    """
+    b = tl.program_id(0).to(tl.int64)
+    length = tl.load(lengths_ptr + b)
+    rc = tl.arange(0, BLOCK_C)
+    rk = tl.arange(0, BLOCK_K)
+    c_ok = rc < C
+    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
+                    mask=c_ok[:, None] & c_ok[None, :], other=NEG)  # [src, dst]
+    g_stride = Kc + T + 1
+    s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
+    g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
+    a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
+    lo_base = lo_ptr + b * C * T + rc * T
+    a_t = tl.full([BLOCK_C], NEG, tl.float64)
+    for t in range(1, length + 1):
+        if HAS_ALLOWED:
+            lo = tl.load(lo_base + t - 1, mask=c_ok, other=0)
+        top = tl.full([BLOCK_C], NEG, tl.float64)
+        acc = tl.zeros([BLOCK_C], tl.float64)
+        for k0 in range(0, Kc, BLOCK_K):
+            j = k0 + rk  # window slot: segment length Kc - j, start t - Kc + j
+            ok = c_ok[:, None] & (j < Kc)[None, :]
+            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=NEG)
+            x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
+            if HAS_ALLOWED:
+                x = tl.where((t - Kc + j)[None, :] >= lo[:, None], x, NEG)
+            new_top = tl.maximum(top, tl.max(x, axis=1))
+            part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
+            acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
+            top = new_top
+        s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
+        a_t = tl.where(c_ok, tl.log(acc) + top + s_t, NEG)
+        tl.store(a_base + t, a_t, mask=c_ok)
+        into = _lse_rows(a_t[:, None] + trans, 0)  # over src, per dst
+        tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
+        tl.debug_barrier()  # gamma[t] is read by the next step's window
+    top = tl.max(a_t, axis=0)
+    tl.store(logz_ptr + b, tl.log(tl.sum(tl.exp(tl.maximum(a_t - top, _EXP_FLOOR)), axis=0)) + top)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _backward_kernel(
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, hi_ptr,
+    gamma_ptr, alpha_ptr, logz_ptr,
+    u_ptr, marg_ptr, trans_mass_ptr, start_mass_ptr,
+    C, Kc, T,
+    HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The mirrored sweep, t = L-1 .. 0, fused with the O(C^2)-per-step posteriors.
+
+    out[t] = lse_k(duration[k-1] + u[t+k]) - S[t]; beta[t] = lse_c(trans[., c] + out[t, c]);
+    u[t] = S[t] + beta[t]. Writes marg (B, T, C): P(position t has label c), accumulated
+    as (segment ends after t) - (segment starts after t); trans_mass (B, C, C) and
+    start_mass (B, C): the posterior transition and first-segment masses.
+    hi (B, C, T) int32, only with HAS_ALLOWED: a segment starting at s must end at or
+    before ``hi[s]`` (the first disallowed position at or after s).
+    """
+    b = tl.program_id(0).to(tl.int64)
+    length = tl.load(lengths_ptr + b)
+    log_z = tl.load(logz_ptr + b)
+    rc = tl.arange(0, BLOCK_C)
+    rk = tl.arange(0, BLOCK_K)
+    c_ok = rc < C
+    cc_ok = c_ok[:, None] & c_ok[None, :]
+    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :], mask=cc_ok, other=NEG)
+    u_stride = T + 1 + Kc
+    g_stride = Kc + T + 1
+    s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
+    u_rows = u_ptr + b * C * u_stride + rc * u_stride
+    g_base = gamma_ptr + b * C * g_stride + rc * g_stride + Kc
+    a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
+    hi_base = hi_ptr + b * C * T + rc * T
+    m_base = marg_ptr + b * T * C + rc
+
+    # u[L] = S[L] (beta[L] = 0); everything past L stays NEG
+    tl.store(u_rows + length, tl.load(s_base + length, mask=c_ok, other=0.0), mask=c_ok)
+    tl.debug_barrier()
+    end_next = tl.where(c_ok, tl.exp(tl.load(a_base + length, mask=c_ok, other=NEG) - log_z), 0.0)
+    start_next = tl.zeros([BLOCK_C], tl.float64)
+    running = tl.zeros([BLOCK_C], tl.float64)
+    trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
+    for i in range(0, length):
+        t = length - 1 - i
+        running += end_next - start_next
+        tl.store(m_base + t * C, running, mask=c_ok)
+        if HAS_ALLOWED:
+            hi = tl.load(hi_base + t, mask=c_ok, other=0)
+        top = tl.full([BLOCK_C], NEG, tl.float64)
+        acc = tl.zeros([BLOCK_C], tl.float64)
+        for k0 in range(0, Kc, BLOCK_K):
+            j = k0 + rk  # segment length j + 1, end t + 1 + j
+            ok = c_ok[:, None] & (j < Kc)[None, :]
+            x = tl.load(u_rows[:, None] + (t + 1 + j)[None, :], mask=ok, other=NEG)
+            x += tl.load(dur_ptr + rc[:, None] * Kc + j[None, :], mask=ok, other=0.0)
+            if HAS_ALLOWED:
+                x = tl.where((t + 1 + j)[None, :] <= hi[:, None], x, NEG)
+            new_top = tl.maximum(top, tl.max(x, axis=1))
+            part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
+            acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
+            top = new_top
+        s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
+        out_t = tl.where(c_ok, tl.log(acc) + top - s_t, NEG)
+        g_t = tl.load(g_base + t, mask=c_ok, other=NEG)
+        start_next = tl.where(c_ok, tl.exp(g_t + s_t + out_t - log_z), 0.0)
+        # transition into a segment starting at t (only for t > 0; alpha[0] is NEG anyway)
+        link = trans + out_t[None, :]  # [src, dst]
+        beta = tl.where(c_ok, _lse_rows(link, 1), NEG)
+        a_t = tl.load(a_base + t, mask=c_ok, other=NEG)
+        inside = (t > 0).to(tl.float64)
+        trans_acc += tl.where(cc_ok, tl.exp(a_t[:, None] + link - log_z), 0.0) * inside
+        end_next = tl.where(c_ok, tl.exp(a_t + beta - log_z), 0.0) * inside
+        tl.store(u_rows + t, beta + s_t, mask=c_ok)  # u[0] is never read
+        tl.debug_barrier()  # u[t] is read by the next step's window
+    tl.store(start_mass_ptr + b * C + rc, start_next, mask=c_ok)
+    tl.store(trans_mass_ptr + b * C * C + rc[:, None] * C + rc[None, :], trans_acc, mask=cc_ok)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _duration_kernel(
+    gamma_ptr, u_ptr, dur_ptr, logz_ptr, lengths_ptr, hi_ptr, mass_ptr,
+    C, Kc, T,
+    HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """mass[b, c, k-1] = sum_s exp(gamma[s] + duration[k-1] + u[s+k] - log Z): expected count
+    of segments of label c and length k. Grid (B * C, cdiv(Kc, BLOCK_K)), fully parallel;
+    each program sums its positions in a fixed order.
+    """
+    row = tl.program_id(0).to(tl.int64)  # b * C + c
+    b = row // C
+    c = row % C
+    j = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)  # segment length j + 1
+    rt = tl.arange(0, BLOCK_T)
+    j_ok = j < Kc
+    length = tl.load(lengths_ptr + b)
+    shift = tl.load(dur_ptr + c * Kc + j, mask=j_ok, other=NEG) - tl.load(logz_ptr + b)
+    g_row = gamma_ptr + row * (Kc + T + 1) + Kc
+    u_row = u_ptr + row * (T + 1 + Kc)
+    hi_row = hi_ptr + row * T
+    acc = tl.zeros([BLOCK_K], tl.float64)
+    for t0 in range(0, length, BLOCK_T):
+        s = t0 + rt
+        s_ok = s < length
+        g = tl.load(g_row + s, mask=s_ok, other=NEG)
+        ok = s_ok[:, None] & j_ok[None, :]
+        x = tl.load(u_row + (s + 1)[:, None] + j[None, :], mask=ok, other=NEG)
+        x += g[:, None] + shift[None, :]
+        if HAS_ALLOWED:
+            hi = tl.load(hi_row + s, mask=s_ok, other=0)
+            x = tl.where((s + 1)[:, None] + j[None, :] <= hi[:, None], x, NEG)
+        acc += tl.sum(_exp_window(x, F32_EXP), axis=0).to(tl.float64)
+    tl.store(mass_ptr + row * Kc + j, acc, mask=j_ok)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _viterbi_kernel(
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr,
+    gamma_ptr, best_ptr, last_ptr, back_len_ptr, back_label_ptr,
+    C, Kc, T,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The forward recursion in the max semiring with back-pointers.
+
+    back_len (B, C, T + 1) int32: length of the best last segment of label c ending at t;
+    back_label (B, C, T + 1) int32: best previous label for a segment of label c starting
+    at t; best (B,) float64 and last (B,) int32: the optimum at the length and its label.
+    """
+    b = tl.program_id(0).to(tl.int64)
+    length = tl.load(lengths_ptr + b)
+    rc = tl.arange(0, BLOCK_C)
+    rk = tl.arange(0, BLOCK_K)
+    c_ok = rc < C
+    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
+                    mask=c_ok[:, None] & c_ok[None, :], other=NEG)
+    g_stride = Kc + T + 1
+    s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
+    g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
+    p_base = b * C * (T + 1) + rc * (T + 1)
+    a_t = tl.full([BLOCK_C], NEG, tl.float64)
+    for t in range(1, length + 1):
+        best = tl.full([BLOCK_C], float("-inf"), tl.float64)
+        arg = tl.zeros([BLOCK_C], tl.int32)
+        for k0 in range(0, Kc, BLOCK_K):
+            j = k0 + rk
+            ok = c_ok[:, None] & (j < Kc)[None, :]
+            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=NEG)
+            x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
+            x = tl.where(ok, x, float("-inf"))
+            top, slot = tl.max(x, axis=1, return_indices=True)
+            take = top > best  # ties keep the earlier chunk (the longer segment)
+            arg = tl.where(take, slot.to(tl.int32) + k0, arg)
+            best = tl.where(take, top, best)
+        s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
+        a_t = tl.where(c_ok, best + s_t, NEG)
+        tl.store(back_len_ptr + p_base + t, Kc - arg, mask=c_ok)
+        into, prev = tl.max(a_t[:, None] + trans, axis=0, return_indices=True)
+        tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
+        tl.store(back_label_ptr + p_base + t, prev.to(tl.int32), mask=c_ok)
+        tl.debug_barrier()  # gamma[t] is read by the next step's window
+    top, label = tl.max(a_t, axis=0, return_indices=True)
+    tl.store(best_ptr + b, top)
+    tl.store(last_ptr + b, label.to(tl.int32))
+
+
+# ----------------------------------------------------------------------------- launchers
+
+
+@dataclass
+class Problem:
+    """The model in the float64 label-major layout of the kernels (K already capped at T)."""
+
+    prefix: Tensor  # S (B, C, T + 1) float64
+    transition: Tensor  # (C, C) float64, [src, dst]
+    duration: Tensor  # (C, Kc) float64, [c, k - 1]
+    start: Tensor  # (C,) float64
+    lengths: Tensor  # (B,) int64
+    lo: Tensor | None  # (B, C, T) int32, earliest start of a segment ending at t (index t - 1)
+    hi: Tensor | None  # (B, C, T) int32, latest end of a segment starting at s
+    f32_exp: bool  # float32 exponentials in the window (float32 inputs)
+    block_k: int | None = None  # override of the window chunk (tests)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        batch, labels, t_plus_1 = self.prefix.shape
+        return batch, t_plus_1 - 1, labels, self.duration.shape[1]
+
+
+def allowed_limits(allowed: Tensor) -> tuple[Tensor, Tensor]:
+    """From allowed (B, T, C) bool: lo, hi (B, C, T) int32 (see :class:`Problem`).
+
+    A segment [s, e) of label c is allowed iff ``s >= lo[e - 1]`` iff ``e <= hi[s]``.
+    """
+    bad = ~allowed.transpose(1, 2)
+    length = bad.shape[2]
+    pos = torch.arange(length, device=bad.device)
+    last_bad = torch.where(bad, pos, -1).cummax(dim=2).values
+    next_bad = torch.where(bad, pos, length).flip(2).cummin(dim=2).values.flip(2)
+    return (last_bad + 1).to(torch.int32).contiguous(), next_bad.to(torch.int32).contiguous()
+
+
+def _blocks(p: Problem) -> tuple[int, int, int]:
+    _, _, labels, max_len = p.shape
+    block_c = max(2, triton.next_power_of_2(labels))
+    block_k = max(2, min(triton.next_power_of_2(max_len), max(16, MAX_TILE // block_c)))
+    if p.block_k is not None:
+        block_k = p.block_k
+    num_warps = 8 if block_c * block_k >= 4096 else 4
+    return block_c, block_k, num_warps
+
+
+def _check_size(p: Problem) -> None:
+    batch, length, labels, max_len = p.shape
+    # per-sequence offsets are 32-bit expressions; the batch offset is 64-bit
+    if labels * (length + max_len + 1) > _INT32_MAX or labels * labels > _INT32_MAX:
+        raise ValueError(f"C * (T + K + 1) = {labels * (length + max_len + 1)} exceeds 2^31 - 1")
+
+
+@dataclass
+class Forward:
+    alpha: Tensor  # (B, C, T + 1)
+    gamma: Tensor  # (B, C, Kc + T + 1)
+    log_z: Tensor  # (B,) float64
+
+
+def forward(p: Problem) -> Forward:
+    """Forward sweep: alpha, gamma and log Z for every sequence."""
+    _check_size(p)
+    batch, length, labels, max_len = p.shape
+    block_c, block_k, num_warps = _blocks(p)
+    dev, f64 = p.prefix.device, torch.float64
+    gamma = torch.full((batch, labels, max_len + length + 1), NEG, dtype=f64, device=dev)
+    gamma[:, :, max_len] = p.start
+    alpha = torch.full((batch, labels, length + 1), NEG, dtype=f64, device=dev)
+    log_z = torch.empty(batch, dtype=f64, device=dev)
+    lo = p.lo if p.lo is not None else p.lengths
+    _forward_kernel[(batch,)](
+        p.prefix, p.transition, p.duration, p.lengths, lo, gamma, alpha, log_z,
+        labels, max_len, length,
+        HAS_ALLOWED=p.lo is not None, F32_EXP=p.f32_exp,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+    )
+    return Forward(alpha=alpha, gamma=gamma, log_z=log_z)
+
+
+@dataclass
+class Backward:
+    marginals: Tensor  # (B, T, C) float64, zero past each length
+    transition_mass: Tensor  # (B, C, C) float64
+    start_mass: Tensor  # (B, C) float64
+    u: Tensor  # (B, C, T + 1 + Kc) float64
+
+
+def backward(p: Problem, fwd: Forward) -> Backward:
+    """Backward sweep: position marginals and the transition / start posterior masses."""
+    batch, length, labels, max_len = p.shape
+    block_c, block_k, num_warps = _blocks(p)
+    dev, f64 = p.prefix.device, torch.float64
+    u = torch.full((batch, labels, length + 1 + max_len), NEG, dtype=f64, device=dev)
+    marg = torch.zeros(batch, length, labels, dtype=f64, device=dev)
+    trans_mass = torch.zeros(batch, labels, labels, dtype=f64, device=dev)
+    start_mass = torch.zeros(batch, labels, dtype=f64, device=dev)
+    hi = p.hi if p.hi is not None else p.lengths
+    _backward_kernel[(batch,)](
+        p.prefix, p.transition, p.duration, p.lengths, hi,
+        fwd.gamma, fwd.alpha, fwd.log_z, u, marg, trans_mass, start_mass,
+        labels, max_len, length,
+        HAS_ALLOWED=p.hi is not None, F32_EXP=p.f32_exp,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+    )
+    return Backward(marginals=marg, transition_mass=trans_mass, start_mass=start_mass, u=u)
+
+
+def duration_mass(p: Problem, fwd: Forward, bwd: Backward) -> Tensor:
+    """Expected segment counts per (sequence, label, length): (B, C, Kc) float64."""
+    batch, length, labels, max_len = p.shape
+    block_k = max(2, min(128, triton.next_power_of_2(max_len)))
+    block_t = max(2, min(32, triton.next_power_of_2(length)))
+    mass = torch.empty(batch, labels, max_len, dtype=torch.float64, device=p.prefix.device)
+    hi = p.hi if p.hi is not None else p.lengths
+    grid = (batch * labels, triton.cdiv(max_len, block_k))
+    _duration_kernel[grid](
+        fwd.gamma, bwd.u, p.duration, fwd.log_z, p.lengths, hi, mass,
+        labels, max_len, length,
+        HAS_ALLOWED=p.hi is not None, F32_EXP=p.f32_exp,
+        BLOCK_T=block_t, BLOCK_K=block_k, num_warps=4,
+    )
+    return mass
+
+
+@dataclass
+class Viterbi:
+    best: Tensor  # (B,) float64
+    last_label: Tensor  # (B,) int32
+    back_len: Tensor  # (B, C, T + 1) int32
+    back_label: Tensor  # (B, C, T + 1) int32 (index T unused)
+
+
+def viterbi(p: Problem) -> Viterbi:
+    """Max-semiring sweep with back-pointers (trace back with ``streaming.traceback``)."""
+    _check_size(p)
+    batch, length, labels, max_len = p.shape
+    block_c, block_k, num_warps = _blocks(p)
+    dev, f64 = p.prefix.device, torch.float64
+    gamma = torch.full((batch, labels, max_len + length + 1), NEG, dtype=f64, device=dev)
+    gamma[:, :, max_len] = p.start
+    best = torch.empty(batch, dtype=f64, device=dev)
+    last = torch.empty(batch, dtype=torch.int32, device=dev)
+    back_len = torch.zeros(batch, labels, length + 1, dtype=torch.int32, device=dev)
+    back_label = torch.zeros(batch, labels, length + 1, dtype=torch.int32, device=dev)
+    _viterbi_kernel[(batch,)](
+        p.prefix, p.transition, p.duration, p.lengths, gamma, best, last, back_len, back_label,
+        labels, max_len, length,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+    )
+    return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label)
