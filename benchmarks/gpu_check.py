@@ -286,10 +286,14 @@ def flash_only(args) -> dict:
     import flash_semicrf
     from flash_semicrf.streaming import semi_crf_streaming_forward
 
+    from semicrf.crf import triton_backend
+
     inp = make_inputs(args)
     scores = inp["scores"]
-    centred = scores - scores.mean(dim=1, keepdim=True)  # as flash-semicrf's docs ask
-    cum = torch.cat([torch.zeros_like(centred[:, :1]), torch.cumsum(centred, dim=1)], dim=1)
+    # uncentred prefix sums (float64), so that both compute the same model: flash-semicrf
+    # scores the first segment with a transition from every label, i.e. our model with
+    # start = logsumexp_c'(transition[c', c]); duration row k-1 and transition[src, dst] agree
+    cum = torch.cat([torch.zeros_like(scores[:, :1]), torch.cumsum(scores, dim=1)], dim=1)
     transition, duration, lengths, k = inp["transition"], inp["duration"], inp["lengths"], args.max_len
     out = dict(version=getattr(flash_semicrf, "__version__", "?"), repeats=args.repeats)
     for label, dtype in (("f64", torch.float64), ("f32", torch.float32)):
@@ -311,6 +315,15 @@ def flash_only(args) -> dict:
                 return semi_crf_streaming_forward(c, tr, du, lengths, k, semiring="max", use_triton=True)
 
         out[label] = {}
+        try:
+            with torch.no_grad():
+                theirs = forward().double()
+                ours = triton_backend.log_partition(scores.to(dtype), tr, du, lengths,
+                                                    torch.logsumexp(tr, dim=0)).double()
+            out[label]["log_z_max_abs_diff_vs_semicrf_triton"] = max_abs(theirs, ours)
+            out[label]["log_z_max_abs"] = float(ours.abs().max())
+        except Exception as exc:
+            out[label]["log_z_comparison_error"] = repr(exc)[:500]
         for name, fn in (("forward_backward", forward_backward), ("forward", forward),
                          ("viterbi_max_only", max_semiring)):
             try:
@@ -331,7 +344,8 @@ def run_flash(args, budget_left: float) -> dict:
     for name in ("batch", "length", "max_len", "labels", "seed", "device"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (args.flash_path, env.get("PYTHONPATH")) if p)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (args.flash_path, root, env.get("PYTHONPATH")) if p)
     timeout = max(10.0, min(args.flash_timeout_s, budget_left))
     note = {}
     try:
