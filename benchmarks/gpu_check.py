@@ -14,6 +14,7 @@ in the JSON as soon as it ends (so a run cut short still leaves its results):
 5. ``flash``: flash-semicrf's streaming Triton kernel on the same inputs (subprocess with
    ``--flash-only`` under ``--flash-path``), forward, forward+backward, max-semiring.
 6. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
+7. ``tuning``: forward-sweep times for other warp counts and window chunks (budget allowing).
 
 The exit status is 1 when a correctness check fails. Rehearse on CPU with small shapes:
 
@@ -51,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=default_out)
-    p.add_argument("--budget-s", type=float, default=360.0,
+    p.add_argument("--budget-s", type=float, default=330.0,
                    help="skip the remaining phases once this much wall time has passed")
     p.add_argument("--flash-path", default=None,
                    help="folder holding flash_semicrf (a throw-away pip --target install)")
@@ -406,6 +407,26 @@ def large_offsets(args) -> dict:
                 max_abs_diff=diff, ok=diff <= 1e-9)
 
 
+def tuning(args) -> dict:
+    """Forward-sweep time for other warp counts / window chunks (data for tuning _blocks)."""
+    import dataclasses
+
+    from semicrf.crf import triton_backend, triton_kernels
+
+    out = {}
+    for label, dtype in (("f64", torch.float64), ("f32", torch.float32)):
+        inp = make_inputs(args, dtype)
+        base = triton_backend._problem(*(inp[k] for k in NAMES), None, None)
+        for num_warps in (4, 8, 16):
+            for block_k in (None, 256):
+                if elapsed() > args.budget_s:
+                    return out
+                p = dataclasses.replace(base, num_warps=num_warps, block_k=block_k)
+                name = f"{label}_warps{num_warps}_bk{block_k or 'auto'}"
+                out[name] = timed(lambda p=p: triton_kernels.forward(p), args.device, 2)["median_s"]
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.flash_only:
@@ -438,6 +459,7 @@ def main(argv=None) -> int:
     phase("recompile", recompile, args)
     if args.large_offsets != "off" and args.device.startswith("cuda"):
         phase("large_offsets", large_offsets, args)
+    phase("tuning", tuning, args)
 
     summary = {"gpu_timings": args.device.startswith("cuda") and os.environ.get("TRITON_INTERPRET") != "1"}
     if tri and "f64" in tri:

@@ -21,7 +21,7 @@ elif [ -d "$FLASH_DIR/flash_semicrf" ]; then
   FLASH_ARGS=(--flash-path "$FLASH_DIR")
 else
   SRC=${FLASH_SEMICRF_WHEEL:-flash-semicrf==0.2.0}
-  if timeout 60 "$PY" -m pip install --quiet --no-deps --disable-pip-version-check --no-input \
+  if timeout 45 "$PY" -m pip install --quiet --no-deps --disable-pip-version-check --no-input \
       --timeout 10 --retries 1 --target "$FLASH_DIR" "$SRC" >&2; then
     FLASH_ARGS=(--flash-path "$FLASH_DIR")
   else

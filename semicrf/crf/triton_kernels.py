@@ -16,7 +16,8 @@ or on a length. Each step reads the K-wide window of ``gamma`` (forward, Viterbi
 combined by an online log-sum-exp when K is large, adds the duration row and reduces over
 the window; the transition is folded in once per position with a (C, C) tile, so a step
 costs O(K C + C^2). A step's store (gamma[t] or u[t]) is read by the next step through
-global memory, so a CTA barrier separates them.
+global memory, so a CTA barrier separates them, and the launches use ``num_stages=1``
+so that no software pipelining can hoist the next step's window load above it.
 
 Precision: prefix sums and every stored quantity are float64. Exponentials inside the
 window log-sum-exp (and the duration-posterior kernel) run in float64 for float64 inputs
@@ -304,7 +305,8 @@ class Problem:
     lo: Tensor | None  # (B, C, T) int32, earliest start of a segment ending at t (index t - 1)
     hi: Tensor | None  # (B, C, T) int32, latest end of a segment starting at s
     f32_exp: bool  # float32 exponentials in the window (float32 inputs)
-    block_k: int | None = None  # override of the window chunk (tests)
+    block_k: int | None = None  # override of the window chunk (tests, tuning)
+    num_warps: int | None = None  # override of the sequential sweeps' warps (tuning)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -332,6 +334,8 @@ def _blocks(p: Problem) -> tuple[int, int, int]:
     if p.block_k is not None:
         block_k = p.block_k
     num_warps = 8 if block_c * block_k >= 4096 else 4
+    if p.num_warps is not None:
+        num_warps = p.num_warps
     return block_c, block_k, num_warps
 
 
@@ -364,7 +368,7 @@ def forward(p: Problem) -> Forward:
         p.prefix, p.transition, p.duration, p.lengths, lo, gamma, alpha, log_z,
         labels, max_len, length,
         HAS_ALLOWED=p.lo is not None, F32_EXP=p.f32_exp,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
     )
     return Forward(alpha=alpha, gamma=gamma, log_z=log_z)
 
@@ -392,7 +396,7 @@ def backward(p: Problem, fwd: Forward) -> Backward:
         fwd.gamma, fwd.alpha, fwd.log_z, u, marg, trans_mass, start_mass,
         labels, max_len, length,
         HAS_ALLOWED=p.hi is not None, F32_EXP=p.f32_exp,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
     )
     return Backward(marginals=marg, transition_mass=trans_mass, start_mass=start_mass, u=u)
 
@@ -437,6 +441,6 @@ def viterbi(p: Problem) -> Viterbi:
     _viterbi_kernel[(batch,)](
         p.prefix, p.transition, p.duration, p.lengths, gamma, best, last, back_len, back_label,
         labels, max_len, length,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps,
+        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
     )
     return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label)
