@@ -1,0 +1,104 @@
+"""The four benchmark models: one encoder, four output layers.
+
+========================  ===================================================
+``softmax``               per-position softmax (cross-entropy), no structure
+``linear``                linear-chain CRF: a Semi-CRF head with K = 1
+``semicrf``               Semi-CRF head, K = ``max_duration``, learned duration table
+``semicrf_uniform``       same K, duration table fixed at zero and never trained
+========================  ===================================================
+
+All share the encoder architecture and sizes; every model maps features (B, T, D) and
+lengths (B,) to a loss (a scalar, NLL per position) or to decoded labels (B, T).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from semicrf.crf.head import SemiCRFHead
+from semicrf.crf.likelihood import IGNORE_LABEL
+
+MODEL_NAMES: tuple[str, ...] = ("softmax", "linear", "semicrf", "semicrf_uniform")
+
+
+class SoftmaxHead(nn.Module):
+    """Per-position classifier: hidden (B, T, H) -> logits (B, T, C), cross-entropy loss."""
+
+    def __init__(self, hidden_dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.projection = nn.Linear(hidden_dim, num_labels)
+
+    def loss(self, hidden: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy over the positions inside each length."""
+        inside = torch.arange(labels.shape[1], device=labels.device) < lengths.view(-1, 1)
+        target = labels.masked_fill(~inside, IGNORE_LABEL)
+        logits = self.projection(hidden)
+        return functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_LABEL
+        )
+
+    @torch.no_grad()
+    def decode(self, hidden: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
+        labels = self.projection(hidden).argmax(-1)
+        inside = torch.arange(labels.shape[1], device=labels.device) < lengths.view(-1, 1)
+        return labels.masked_fill(~inside, IGNORE_LABEL), None
+
+
+class SegmentationModel(nn.Module):
+    """Encoder + output head. ``loss`` and ``decode`` take features (B, T, D), lengths (B,)."""
+
+    def __init__(self, name: str, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.name, self.encoder, self.head = name, encoder, head
+
+    def loss(self, features: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
+        """Scalar training loss, normalised per position."""
+        return self.head.loss(self.encoder(features, lengths), lengths, labels)
+
+    @torch.no_grad()
+    def decode(self, features: Tensor, lengths: Tensor) -> Tensor:
+        """Predicted labels (B, T) int64, -100 past each length."""
+        labels, _ = self.head.decode(self.encoder(features, lengths), lengths)
+        return labels
+
+    @torch.no_grad()
+    def loss_and_decode(self, features: Tensor, lengths: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Loss and decoded labels from one encoder pass (for evaluation)."""
+        hidden = self.encoder(features, lengths)
+        decoded, _ = self.head.decode(hidden, lengths)
+        return self.head.loss(hidden, lengths, labels), decoded
+
+    def duration_table(self) -> Tensor | None:
+        """The head's (K, C) duration table, or None for the softmax model."""
+        return getattr(self.head, "duration", None)
+
+
+def build_model(
+    name: str,
+    *,
+    input_dim: int,
+    num_labels: int,
+    encoder: str,
+    hidden_dim: int,
+    num_layers: int,
+    max_duration: int,
+    crf_backend: str = "auto",
+) -> SegmentationModel:
+    """One of :data:`MODEL_NAMES` on a fresh encoder (``encoder`` names the architecture)."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    if max_duration < 1:
+        raise ValueError(f"max_duration (K) must be >= 1, got {max_duration}")
+    from semicrf.encoders import build_encoder  # encoders load only when a model is built
+
+    body = build_encoder(encoder, input_dim, hidden_dim, num_layers)
+    if name == "softmax":
+        head: nn.Module = SoftmaxHead(hidden_dim, num_labels)
+    elif name == "linear":
+        head = SemiCRFHead(hidden_dim, num_labels, 1, duration="learned", backend=crf_backend)
+    else:
+        mode = "learned" if name == "semicrf" else "uniform"
+        head = SemiCRFHead(hidden_dim, num_labels, max_duration, duration=mode, backend=crf_backend)
+    return SegmentationModel(name, body, head)
