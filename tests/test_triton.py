@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -319,3 +323,70 @@ def test_batch_offsets_beyond_int32():
     got = triton_kernels.forward(problem).log_z[tail]
     _close(got, want)
     _close(triton_kernels.viterbi(problem).best[tail], want_best)
+
+
+# The interpreter runs kernels as plain Python, so it accepts code the compiler rejects
+# (a non-constexpr global, an unsupported op or dtype). This compiles every kernel, as the
+# launchers configure it, for sm_90 (PTX, then cubin with triton's bundled ptxas) on the CPU.
+_COMPILE_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ.pop("TRITON_INTERPRET", None)
+    import torch, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from semicrf.crf import triton_kernels as k
+
+    INT32_PTRS = {"lo_ptr", "hi_ptr", "last_ptr", "back_len_ptr", "back_label_ptr"}
+
+    def compile_one(fn, constexprs, **options):
+        sig = {}
+        for name in fn.arg_names:
+            if name in constexprs:
+                sig[name] = "constexpr"
+            elif name == "lengths_ptr":
+                sig[name] = "*i64"
+            elif name in INT32_PTRS:
+                sig[name] = "*i32"
+            elif name.endswith("_ptr"):
+                sig[name] = "*fp64"
+            else:
+                sig[name] = "i32"
+        src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
+        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+        assert kernel.asm["cubin"], fn.__name__
+
+    count = 0
+    for labels, max_len in ((3, 1000), (1, 1), (5, 7), (40, 3000)):
+        meta = dict(device="meta", dtype=torch.float64)
+        p = k.Problem(prefix=torch.empty(2, labels, 5001, **meta), transition=None,
+                      duration=torch.empty(labels, max_len, **meta), start=None, lengths=None,
+                      lo=None, hi=None, f32_exp=False)
+        block_c, block_k, warps = k._blocks(p)
+        ones = {n: 1 for n, v in (("C", labels), ("Kc", max_len)) if v == 1}  # triton specialises 1
+        sweep = dict(BLOCK_C=block_c, BLOCK_K=block_k, **ones)
+        for allowed in (False, True):
+            for f32 in (False, True):
+                flags = dict(HAS_ALLOWED=allowed, F32_EXP=f32)
+                compile_one(k._forward_kernel, {**flags, **sweep}, num_warps=warps, num_stages=1)
+                compile_one(k._backward_kernel, {**flags, **sweep}, num_warps=warps, num_stages=1)
+                compile_one(k._duration_kernel, {**flags, "BLOCK_T": 32, "BLOCK_K": 128, **ones},
+                            num_warps=4)
+                count += 3
+        compile_one(k._viterbi_kernel, sweep, num_warps=warps, num_stages=1)
+        count += 1
+    print("compiled", count)
+""")
+
+
+def test_kernels_compile_for_sm90():
+    try:
+        from triton.backends.nvidia import compiler  # noqa: F401
+    except ImportError:
+        pytest.skip("triton has no NVIDIA backend")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "TRITON_CACHE_DIR": str(root / ".pytest_cache" / "triton")}
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "compiled 52" in proc.stdout

@@ -7,7 +7,7 @@ with the reference one to one:
 * ``prefix``   S (B, C, T + 1): ``S[t] = sum_{u < t} scores[u]``.
 * ``gamma``    (B, C, Kc + T + 1): gamma at position s is stored at index ``Kc + s``;
   indices below ``Kc`` hold NEG (segments cannot start before 0) and ``Kc`` holds ``start``.
-* ``alpha``    (B, C, T + 1), ``u`` (B, C, T + 1 + Kc) (NEG past each length), ``out`` (B, C, T).
+* ``alpha``    (B, C, T + 1) and ``u`` (B, C, T + 1 + Kc) (NEG past each length).
 
 ``Kc = min(K, T)``. Sequential sweeps run one program per sequence (grid = B) and walk t
 with a runtime loop bound (the sequence's own length), so no kernel is specialised on T
@@ -46,6 +46,7 @@ from torch import Tensor
 # float literals (``other=``, ``tl.where``) as float32, and this value is exact in both.
 NEG = -(2.0**100)
 _NEG = tl.constexpr(NEG)
+_NEG_INF = tl.constexpr(float("-inf"))
 _EXP_FLOOR = tl.constexpr(-700.0)
 # Largest (BLOCK_C * BLOCK_K) window tile of a sequential sweep; larger K is chunked.
 MAX_TILE = 4096
@@ -92,31 +93,31 @@ def _forward_kernel(
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
     trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
-                    mask=c_ok[:, None] & c_ok[None, :], other=NEG)  # [src, dst]
+                    mask=c_ok[:, None] & c_ok[None, :], other=_NEG)  # [src, dst]
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
     lo_base = lo_ptr + b * C * T + rc * T
-    a_t = tl.full([BLOCK_C], NEG, tl.float64)
+    a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
         if HAS_ALLOWED:
             lo = tl.load(lo_base + t - 1, mask=c_ok, other=0)
-        top = tl.full([BLOCK_C], NEG, tl.float64)
+        top = tl.full([BLOCK_C], _NEG, tl.float64)
         acc = tl.zeros([BLOCK_C], tl.float64)
         for k0 in range(0, Kc, BLOCK_K):
             j = k0 + rk  # window slot: segment length Kc - j, start t - Kc + j
             ok = c_ok[:, None] & (j < Kc)[None, :]
-            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=NEG)
+            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=_NEG)
             x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
             if HAS_ALLOWED:
-                x = tl.where((t - Kc + j)[None, :] >= lo[:, None], x, NEG)
+                x = tl.where((t - Kc + j)[None, :] >= lo[:, None], x, _NEG)
             new_top = tl.maximum(top, tl.max(x, axis=1))
             part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
             acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
             top = new_top
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        a_t = tl.where(c_ok, tl.log(acc) + top + s_t, NEG)
+        a_t = tl.where(c_ok, tl.log(acc) + top + s_t, _NEG)
         tl.store(a_base + t, a_t, mask=c_ok)
         into = _lse_rows(a_t[:, None] + trans, 0)  # over src, per dst
         tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
@@ -150,7 +151,7 @@ def _backward_kernel(
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
     cc_ok = c_ok[:, None] & c_ok[None, :]
-    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :], mask=cc_ok, other=NEG)
+    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :], mask=cc_ok, other=_NEG)
     u_stride = T + 1 + Kc
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
@@ -163,7 +164,7 @@ def _backward_kernel(
     # u[L] = S[L] (beta[L] = 0); everything past L stays NEG
     tl.store(u_rows + length, tl.load(s_base + length, mask=c_ok, other=0.0), mask=c_ok)
     tl.debug_barrier()
-    end_next = tl.where(c_ok, tl.exp(tl.load(a_base + length, mask=c_ok, other=NEG) - log_z), 0.0)
+    end_next = tl.where(c_ok, tl.exp(tl.load(a_base + length, mask=c_ok, other=_NEG) - log_z), 0.0)
     start_next = tl.zeros([BLOCK_C], tl.float64)
     running = tl.zeros([BLOCK_C], tl.float64)
     trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
@@ -173,27 +174,27 @@ def _backward_kernel(
         tl.store(m_base + t * C, running, mask=c_ok)
         if HAS_ALLOWED:
             hi = tl.load(hi_base + t, mask=c_ok, other=0)
-        top = tl.full([BLOCK_C], NEG, tl.float64)
+        top = tl.full([BLOCK_C], _NEG, tl.float64)
         acc = tl.zeros([BLOCK_C], tl.float64)
         for k0 in range(0, Kc, BLOCK_K):
             j = k0 + rk  # segment length j + 1, end t + 1 + j
             ok = c_ok[:, None] & (j < Kc)[None, :]
-            x = tl.load(u_rows[:, None] + (t + 1 + j)[None, :], mask=ok, other=NEG)
+            x = tl.load(u_rows[:, None] + (t + 1 + j)[None, :], mask=ok, other=_NEG)
             x += tl.load(dur_ptr + rc[:, None] * Kc + j[None, :], mask=ok, other=0.0)
             if HAS_ALLOWED:
-                x = tl.where((t + 1 + j)[None, :] <= hi[:, None], x, NEG)
+                x = tl.where((t + 1 + j)[None, :] <= hi[:, None], x, _NEG)
             new_top = tl.maximum(top, tl.max(x, axis=1))
             part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
             acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
             top = new_top
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        out_t = tl.where(c_ok, tl.log(acc) + top - s_t, NEG)
-        g_t = tl.load(g_base + t, mask=c_ok, other=NEG)
+        out_t = tl.where(c_ok, tl.log(acc) + top - s_t, _NEG)
+        g_t = tl.load(g_base + t, mask=c_ok, other=_NEG)
         start_next = tl.where(c_ok, tl.exp(g_t + s_t + out_t - log_z), 0.0)
         # transition into a segment starting at t (only for t > 0; alpha[0] is NEG anyway)
         link = trans + out_t[None, :]  # [src, dst]
-        beta = tl.where(c_ok, _lse_rows(link, 1), NEG)
-        a_t = tl.load(a_base + t, mask=c_ok, other=NEG)
+        beta = tl.where(c_ok, _lse_rows(link, 1), _NEG)
+        a_t = tl.load(a_base + t, mask=c_ok, other=_NEG)
         inside = (t > 0).to(tl.float64)
         trans_acc += tl.where(cc_ok, tl.exp(a_t[:, None] + link - log_z), 0.0) * inside
         end_next = tl.where(c_ok, tl.exp(a_t + beta - log_z), 0.0) * inside
@@ -221,7 +222,7 @@ def _duration_kernel(
     rt = tl.arange(0, BLOCK_T)
     j_ok = j < Kc
     length = tl.load(lengths_ptr + b)
-    shift = tl.load(dur_ptr + c * Kc + j, mask=j_ok, other=NEG) - tl.load(logz_ptr + b)
+    shift = tl.load(dur_ptr + c * Kc + j, mask=j_ok, other=_NEG) - tl.load(logz_ptr + b)
     g_row = gamma_ptr + row * (Kc + T + 1) + Kc
     u_row = u_ptr + row * (T + 1 + Kc)
     hi_row = hi_ptr + row * T
@@ -229,13 +230,13 @@ def _duration_kernel(
     for t0 in range(0, length, BLOCK_T):
         s = t0 + rt
         s_ok = s < length
-        g = tl.load(g_row + s, mask=s_ok, other=NEG)
+        g = tl.load(g_row + s, mask=s_ok, other=_NEG)
         ok = s_ok[:, None] & j_ok[None, :]
-        x = tl.load(u_row + (s + 1)[:, None] + j[None, :], mask=ok, other=NEG)
+        x = tl.load(u_row + (s + 1)[:, None] + j[None, :], mask=ok, other=_NEG)
         x += g[:, None] + shift[None, :]
         if HAS_ALLOWED:
             hi = tl.load(hi_row + s, mask=s_ok, other=0)
-            x = tl.where((s + 1)[:, None] + j[None, :] <= hi[:, None], x, NEG)
+            x = tl.where((s + 1)[:, None] + j[None, :] <= hi[:, None], x, _NEG)
         acc += tl.sum(_exp_window(x, F32_EXP), axis=0).to(tl.float64)
     tl.store(mass_ptr + row * Kc + j, acc, mask=j_ok)
 
@@ -259,27 +260,27 @@ def _viterbi_kernel(
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
     trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
-                    mask=c_ok[:, None] & c_ok[None, :], other=NEG)
+                    mask=c_ok[:, None] & c_ok[None, :], other=_NEG)
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     p_base = b * C * (T + 1) + rc * (T + 1)
-    a_t = tl.full([BLOCK_C], NEG, tl.float64)
+    a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
-        best = tl.full([BLOCK_C], float("-inf"), tl.float64)
+        best = tl.full([BLOCK_C], _NEG_INF, tl.float64)
         arg = tl.zeros([BLOCK_C], tl.int32)
         for k0 in range(0, Kc, BLOCK_K):
             j = k0 + rk
             ok = c_ok[:, None] & (j < Kc)[None, :]
-            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=NEG)
+            x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=_NEG)
             x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
-            x = tl.where(ok, x, float("-inf"))
+            x = tl.where(ok, x, _NEG_INF)
             top, slot = tl.max(x, axis=1, return_indices=True)
             take = top > best  # ties keep the earlier chunk (the longer segment)
             arg = tl.where(take, slot.to(tl.int32) + k0, arg)
             best = tl.where(take, top, best)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        a_t = tl.where(c_ok, best + s_t, NEG)
+        a_t = tl.where(c_ok, best + s_t, _NEG)
         tl.store(back_len_ptr + p_base + t, Kc - arg, mask=c_ok)
         into, prev = tl.max(a_t[:, None] + trans, axis=0, return_indices=True)
         tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
