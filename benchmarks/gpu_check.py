@@ -258,9 +258,10 @@ def compiled_variants() -> dict | None:
     counts = {}
     for name in ("_forward_kernel", "_backward_kernel", "_duration_kernel", "_viterbi_kernel"):
         caches = getattr(getattr(triton_kernels, name), "device_caches", None)
-        if caches is None:
+        try:  # JITFunction.device_caches: device -> (kernel cache dict, ...) in triton 3.x
+            counts[name] = sum(len(entry[0]) for entry in caches.values())
+        except (AttributeError, TypeError, IndexError, KeyError):
             return None
-        counts[name] = sum(len(entry[0]) for entry in caches.values())
     return counts
 
 

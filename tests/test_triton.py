@@ -279,13 +279,13 @@ def test_allowed_limits():
 @pytest.mark.gpu
 def test_no_recompile_for_new_lengths():
     """Compiled variants do not grow with T or with the lengths (runtime loop bounds)."""
-    kernel = triton_kernels._forward_kernel
-    caches = getattr(kernel, "device_caches", None)
-    if caches is None:
-        pytest.skip("this triton version exposes no device_caches")
+    caches = getattr(triton_kernels._forward_kernel, "device_caches", None)
 
     def compiled():
-        return sum(len(entry[0]) for entry in caches.values())
+        try:  # JITFunction.device_caches: device -> (kernel cache dict, ...) in triton 3.x
+            return sum(len(entry[0]) for entry in caches.values())
+        except (AttributeError, TypeError, IndexError, KeyError):
+            pytest.skip("this triton version keeps its kernel cache elsewhere")
 
     triton_backend.log_partition(*_case(2, 37, 5, 3, seed=0).args)
     before = compiled()
