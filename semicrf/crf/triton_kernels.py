@@ -54,8 +54,8 @@ _INT32_MAX = 2**31 - 1
 
 
 @triton.jit
-def _exp_window(x, F32_EXP: tl.constexpr):
-    """exp of shifted window values (<= 0), clamped like the reference; f32 or f64 result."""
+def _exp_shifted(x, F32_EXP: tl.constexpr):
+    """exp of max-shifted values (<= 0), clamped like the reference; float32 or float64."""
     x = tl.maximum(x, _EXP_FLOOR)
     if F32_EXP:
         return tl.exp(x.to(tl.float32))
@@ -64,14 +64,36 @@ def _exp_window(x, F32_EXP: tl.constexpr):
 
 
 @triton.jit
-def _lse_rows(x, axis: tl.constexpr):
+def _log_sum(x, F32_EXP: tl.constexpr):
+    """float64 log of a sum of shifted exponentials (>= 1, so float32 loses ~1e-7 absolute)."""
+    if F32_EXP:
+        return tl.log(x.to(tl.float32)).to(tl.float64)
+    else:
+        return tl.log(x)
+
+
+@triton.jit
+def _lse_rows(x, axis: tl.constexpr, F32_EXP: tl.constexpr):
     """float64 log-sum-exp of a small tile along ``axis`` (used for the (C, C) folds)."""
     top = tl.max(x, axis=axis)
     if axis == 0:
         shifted = x - top[None, :]
     else:
         shifted = x - top[:, None]
-    return tl.log(tl.sum(tl.exp(tl.maximum(shifted, _EXP_FLOOR)), axis=axis)) + top
+    return _log_sum(tl.sum(_exp_shifted(shifted, F32_EXP), axis=axis).to(tl.float64), F32_EXP) + top
+
+
+@triton.jit
+def _fold_chunk(x, top, acc, ONE_CHUNK: tl.constexpr, F32_EXP: tl.constexpr):
+    """Fold a window chunk x (BLOCK_C, BLOCK_K) into the running row max and sum of exps."""
+    if ONE_CHUNK:  # the whole window: no running state to rescale
+        new_top = tl.max(x, axis=1)
+        acc = tl.sum(_exp_shifted(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
+    else:
+        new_top = tl.maximum(top, tl.max(x, axis=1))
+        part = tl.sum(_exp_shifted(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
+        acc = acc * _exp_shifted(top - new_top, F32_EXP).to(tl.float64) + part
+    return new_top, acc
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -80,7 +102,7 @@ def _forward_kernel(
     gamma_ptr, alpha_ptr, logz_ptr,
     C, Kc, T,
     HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """alpha[t] = S[t] + lse_k(duration[k-1] + gamma[t-k]); gamma[t] = lse_c'(alpha + trans) - S[t].
 
@@ -99,6 +121,9 @@ def _forward_kernel(
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
     lo_base = lo_ptr + b * C * T + rc * T
+    if ONE_CHUNK:  # the duration tile stays in registers
+        dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - rk)[None, :],
+                           mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
         if HAS_ALLOWED:
@@ -109,17 +134,17 @@ def _forward_kernel(
             j = k0 + rk  # window slot: segment length Kc - j, start t - Kc + j
             ok = c_ok[:, None] & (j < Kc)[None, :]
             x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=_NEG)
-            x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
+            if ONE_CHUNK:
+                x += dur_tile
+            else:
+                x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
             if HAS_ALLOWED:
                 x = tl.where((t - Kc + j)[None, :] >= lo[:, None], x, _NEG)
-            new_top = tl.maximum(top, tl.max(x, axis=1))
-            part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
-            acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
-            top = new_top
+            top, acc = _fold_chunk(x, top, acc, ONE_CHUNK, F32_EXP)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        a_t = tl.where(c_ok, tl.log(acc) + top + s_t, _NEG)
+        a_t = tl.where(c_ok, _log_sum(acc, F32_EXP) + top + s_t, _NEG)
         tl.store(a_base + t, a_t, mask=c_ok)
-        into = _lse_rows(a_t[:, None] + trans, 0)  # over src, per dst
+        into = _lse_rows(a_t[:, None] + trans, 0, F32_EXP)  # over src, per dst
         tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
         tl.debug_barrier()  # gamma[t] is read by the next step's window
     top = tl.max(a_t, axis=0)
@@ -133,7 +158,7 @@ def _backward_kernel(
     u_ptr, marg_ptr, trans_mass_ptr, start_mass_ptr,
     C, Kc, T,
     HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The mirrored sweep, t = L-1 .. 0, fused with the O(C^2)-per-step posteriors.
 
@@ -168,6 +193,9 @@ def _backward_kernel(
     start_next = tl.zeros([BLOCK_C], tl.float64)
     running = tl.zeros([BLOCK_C], tl.float64)
     trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
+    if ONE_CHUNK:  # the duration tile stays in registers
+        dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + rk[None, :],
+                           mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
     for i in range(0, length):
         t = length - 1 - i
         running += end_next - start_next
@@ -180,20 +208,20 @@ def _backward_kernel(
             j = k0 + rk  # segment length j + 1, end t + 1 + j
             ok = c_ok[:, None] & (j < Kc)[None, :]
             x = tl.load(u_rows[:, None] + (t + 1 + j)[None, :], mask=ok, other=_NEG)
-            x += tl.load(dur_ptr + rc[:, None] * Kc + j[None, :], mask=ok, other=0.0)
+            if ONE_CHUNK:
+                x += dur_tile
+            else:
+                x += tl.load(dur_ptr + rc[:, None] * Kc + j[None, :], mask=ok, other=0.0)
             if HAS_ALLOWED:
                 x = tl.where((t + 1 + j)[None, :] <= hi[:, None], x, _NEG)
-            new_top = tl.maximum(top, tl.max(x, axis=1))
-            part = tl.sum(_exp_window(x - new_top[:, None], F32_EXP), axis=1).to(tl.float64)
-            acc = acc * tl.exp(tl.maximum(top - new_top, _EXP_FLOOR)) + part
-            top = new_top
+            top, acc = _fold_chunk(x, top, acc, ONE_CHUNK, F32_EXP)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        out_t = tl.where(c_ok, tl.log(acc) + top - s_t, _NEG)
+        out_t = tl.where(c_ok, _log_sum(acc, F32_EXP) + top - s_t, _NEG)
         g_t = tl.load(g_base + t, mask=c_ok, other=_NEG)
         start_next = tl.where(c_ok, tl.exp(g_t + s_t + out_t - log_z), 0.0)
         # transition into a segment starting at t (only for t > 0; alpha[0] is NEG anyway)
         link = trans + out_t[None, :]  # [src, dst]
-        beta = tl.where(c_ok, _lse_rows(link, 1), _NEG)
+        beta = tl.where(c_ok, _lse_rows(link, 1, F32_EXP), _NEG)
         a_t = tl.load(a_base + t, mask=c_ok, other=_NEG)
         inside = (t > 0).to(tl.float64)
         trans_acc += tl.where(cc_ok, tl.exp(a_t[:, None] + link - log_z), 0.0) * inside
@@ -237,7 +265,7 @@ def _duration_kernel(
         if HAS_ALLOWED:
             hi = tl.load(hi_row + s, mask=s_ok, other=0)
             x = tl.where((s + 1)[:, None] + j[None, :] <= hi[:, None], x, _NEG)
-        acc += tl.sum(_exp_window(x, F32_EXP), axis=0).to(tl.float64)
+        acc += tl.sum(_exp_shifted(x, F32_EXP), axis=0).to(tl.float64)
     tl.store(mass_ptr + row * Kc + j, acc, mask=j_ok)
 
 
@@ -246,7 +274,7 @@ def _viterbi_kernel(
     prefix_ptr, trans_ptr, dur_ptr, lengths_ptr,
     gamma_ptr, best_ptr, last_ptr, back_len_ptr, back_label_ptr,
     C, Kc, T,
-    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The forward recursion in the max semiring with back-pointers.
 
@@ -265,6 +293,9 @@ def _viterbi_kernel(
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     p_base = b * C * (T + 1) + rc * (T + 1)
+    if ONE_CHUNK:  # the duration tile stays in registers
+        dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - rk)[None, :],
+                           mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
         best = tl.full([BLOCK_C], _NEG_INF, tl.float64)
@@ -273,7 +304,10 @@ def _viterbi_kernel(
             j = k0 + rk
             ok = c_ok[:, None] & (j < Kc)[None, :]
             x = tl.load(g_rows[:, None] + (t + j)[None, :], mask=ok, other=_NEG)
-            x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
+            if ONE_CHUNK:
+                x += dur_tile
+            else:
+                x += tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - j)[None, :], mask=ok, other=0.0)
             x = tl.where(ok, x, _NEG_INF)
             top, slot = tl.max(x, axis=1, return_indices=True)
             take = top > best  # ties keep the earlier chunk (the longer segment)
@@ -334,7 +368,11 @@ def _blocks(p: Problem) -> tuple[int, int, int]:
     block_k = max(2, min(triton.next_power_of_2(max_len), max(16, MAX_TILE // block_c)))
     if p.block_k is not None:
         block_k = p.block_k
-    num_warps = 8 if block_c * block_k >= 4096 else 4
+    # The C-vector work of a step (row max, log, the (C, C) fold) is replicated in every
+    # thread, and in float64 it is libdevice exp/log: fewer threads waste less of it. With
+    # float32 exponentials the window dominates and more warps hide latency better. (The
+    # tuning phase of benchmarks/gpu_check.py measures the alternatives on a GPU.)
+    num_warps = 8 if p.f32_exp and block_c * block_k >= 4096 else 4
     if p.num_warps is not None:
         num_warps = p.num_warps
     return block_c, block_k, num_warps
@@ -369,7 +407,8 @@ def forward(p: Problem) -> Forward:
         p.prefix, p.transition, p.duration, p.lengths, lo, gamma, alpha, log_z,
         labels, max_len, length,
         HAS_ALLOWED=p.lo is not None, F32_EXP=p.f32_exp,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
+        BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
+        num_warps=num_warps, num_stages=1,
     )
     return Forward(alpha=alpha, gamma=gamma, log_z=log_z)
 
@@ -397,7 +436,8 @@ def backward(p: Problem, fwd: Forward) -> Backward:
         fwd.gamma, fwd.alpha, fwd.log_z, u, marg, trans_mass, start_mass,
         labels, max_len, length,
         HAS_ALLOWED=p.hi is not None, F32_EXP=p.f32_exp,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
+        BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
+        num_warps=num_warps, num_stages=1,
     )
     return Backward(marginals=marg, transition_mass=trans_mass, start_mass=start_mass, u=u)
 
@@ -442,6 +482,7 @@ def viterbi(p: Problem) -> Viterbi:
     _viterbi_kernel[(batch,)](
         p.prefix, p.transition, p.duration, p.lengths, gamma, best, last, back_len, back_label,
         labels, max_len, length,
-        BLOCK_C=block_c, BLOCK_K=block_k, num_warps=num_warps, num_stages=1,
+        BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
+        num_warps=num_warps, num_stages=1,
     )
     return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label)
