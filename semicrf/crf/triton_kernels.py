@@ -19,12 +19,14 @@ costs O(K C + C^2). A step's store (gamma[t] or u[t]) is read by the next step t
 global memory, so a CTA barrier separates them, and the launches use ``num_stages=1``
 so that no software pipelining can hoist the next step's window load above it.
 
-Precision: prefix sums and every stored quantity are float64. Exponentials inside the
-window log-sum-exp (and the duration-posterior kernel) run in float64 for float64 inputs
-and in float32 for float32 inputs (``F32_EXP``; arguments are <= 0 after the max shift,
-so that costs about 1e-7 relative per term, below float32 output resolution); sums of
-those exponentials, logs and all (C, C) work stay in float64. Like the reference, a
-large finite NEG stands for "impossible" and exp arguments are clamped at -700.
+Precision: prefix sums, every stored quantity and every difference of large numbers
+(the max shifts, alpha + beta - log Z, ...) are float64. For float32 inputs (``F32_EXP``)
+the exponentials of max-shifted values (<= 0) in the log-sum-exps and in the
+duration-posterior kernel, and the logs of their sums (>= 1), run in float32: about 1e-7
+relative per term, below float32 output resolution. For float64 inputs everything is
+float64. The posterior masses of the backward sweep are float64 exponentials for both.
+Like the reference, a large finite NEG stands for "impossible" and exp arguments are
+clamped at -700.
 
 Gradients are computed without atomics: the backward sweep writes each sequence's
 position marginals and its transition/start posterior mass to per-sequence rows, the
