@@ -372,12 +372,12 @@ def learned_duration_pmf(duration_table: Any) -> np.ndarray:
 
 def duration_table_kl(
     learned_pmf: np.ndarray, true_pmf: np.ndarray, smoothing: float = KL_SMOOTHING
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """KL(true || learned) per class between two (K, C) duration pmfs over lengths 1..K.
 
     Each column is renormalised over 1..K (so a true pmf truncated at K is compared with
     the head, which cannot represent longer segments) and smoothed as in
-    :func:`kl_divergence`.
+    :func:`kl_divergence`. Classes whose true pmf has no mass on 1..K get ``None``.
     """
     learned = np.asarray(learned_pmf, dtype=np.float64)
     true = np.asarray(true_pmf, dtype=np.float64)
@@ -386,7 +386,9 @@ def duration_table_kl(
             f"learned_pmf and true_pmf must both have shape (K, C); got {learned.shape} and {true.shape}"
         )
     names = class_names(learned.shape[1])
-    return {name: kl_divergence(true[:, c], learned[:, c], smoothing) for c, name in enumerate(names)}
+    # a class with no true mass on 1..K (all its segments longer than K) has no defined KL
+    return {name: kl_divergence(true[:, c], learned[:, c], smoothing) if true[:, c].sum() > 0 else None
+            for c, name in enumerate(names)}
 
 
 def empirical_duration_pmf(

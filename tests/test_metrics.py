@@ -404,3 +404,13 @@ def test_properties(data, seed, flip):
     assert all(v == 1.0 for v in _f1_like_values(perfect))
     for key in ("duration_kl", "duration_kl_log", "duration_wasserstein"):
         assert all(v is None or v == pytest.approx(0.0, abs=1e-12) for v in perfect[key].values())
+
+
+def test_duration_table_kl_is_undefined_for_a_class_without_mass_below_k():
+    from semicrf.metrics import duration_table_kl
+
+    learned = np.full((4, 3), 0.25)
+    true = np.array([[0.1, 0.0, 0.5], [0.2, 0.0, 0.5], [0.3, 0.0, 0.0], [0.4, 0.0, 0.0]])
+    kl = duration_table_kl(learned, true)
+    assert kl["exon"] is None
+    assert kl["intergenic"] > 0 and kl["intron"] > 0
