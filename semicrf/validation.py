@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -367,7 +368,21 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     info["versions"] = environment_info()
+    info["git"] = git_state()
     return info
+
+
+def git_state() -> dict[str, Any] | None:
+    """Commit and number of modified tracked files of the source tree, if it is a git checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified_files": len(dirty.splitlines())}
 
 
 # ---- statistics -------------------------------------------------------------------------
@@ -725,6 +740,7 @@ def write_report(
         "results_dir": str(root),
         "from_cache": result.from_cache,
         "machine": machine_info(),
+        "trained_on": _trained_on(root),
         "experiment_wall_s": result.timing.get("total_s"),
         "experiment_timing": result.timing,
         "session_wall_s": session_wall_s,
@@ -755,12 +771,25 @@ def write_report(
     return written
 
 
+def _trained_on(root: Path) -> dict[str, Any]:
+    marker = root / "complete.json"
+    return json.loads(marker.read_text()).get("machine", {}) if marker.is_file() else {}
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(value)
     return f"{value:.{digits}f}"
+
+
+def _commit(machine: Mapping[str, Any]) -> str:
+    git = machine.get("git") or {}
+    if not git:
+        return "unknown"
+    dirty = f" (+{git['modified_files']} modified files)" if git.get("modified_files") else ""
+    return f"{git['commit'][:10]}{dirty}"
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -782,6 +811,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"{_fmt(wall / 60 if wall else None, 1)} min"
         + (" (cached from an earlier session)" if report["from_cache"] else ""),
         f"- this session: {_fmt((report.get('session_wall_s') or 0) / 60, 1)} min",
+        f"- code: commit {_commit(report['machine'])}; experiment trained at commit "
+        f"{_commit(report.get('trained_on') or {})}",
         f"- results: `{report['results_dir']}` (key {report['key']})",
         f"- verdicts: {s['passed']} passed, {s['failed']} failed, {s['not_run']} not run",
         "",
