@@ -191,13 +191,14 @@ class Experiment:
     generator: dict[str, Any]
     shifted_generator: dict[str, Any] | None
     overrides: dict[str, Any] | None = None  # what --generator-config asked for (report only)
+    models: tuple[str, ...] = MODELS  # trained on the main ground truth
 
     def describe(self) -> dict[str, Any]:
         """Everything that defines the cached part (data, training): what the key hashes."""
         return {
             "experiment_version": EXPERIMENT_VERSION,
             "num_classes": NUM_CLASSES,
-            "models": list(MODELS),
+            "models": list(self.models),
             "scale": asdict(self.scale),
             "seq_length": self.scale.seq_length,
             "max_duration": self.scale.max_duration,
@@ -214,7 +215,8 @@ class Experiment:
         return Path(results_root) / f"{self.scale.name}-{self.key()}"
 
 
-def build_experiment(scale: Scale | str, overrides: Mapping[str, Any] | None = None) -> Experiment:
+def build_experiment(scale: Scale | str, overrides: Mapping[str, Any] | None = None, *,
+                     models: tuple[str, ...] = MODELS) -> Experiment:
     """The experiment of ``scale`` on the defaults with ``overrides`` (a ``--generator-config``
     object) applied, all lengths then divided by the scale's factor."""
     if isinstance(scale, str):
@@ -227,7 +229,7 @@ def build_experiment(scale: Scale | str, overrides: Mapping[str, Any] | None = N
     return Experiment(
         scale=scale, generator=effective.to_dict(),
         shifted_generator=shifted.to_dict() if shifted is not None else None,
-        overrides=dict(overrides) if overrides else None,
+        overrides=dict(overrides) if overrides else None, models=tuple(models),
     )
 
 
@@ -326,7 +328,7 @@ def run_experiment(
         data = _ensure_data(root / "data", experiment.generator, scale)
         _add_time(root, "generate", time.perf_counter() - started)
         started = time.perf_counter()
-        run_benchmark(run_config(scale, data, root / "run"), progress=progress)
+        run_benchmark(run_config(scale, data, root / "run", experiment.models), progress=progress)
         _add_time(root, "train_four_models", time.perf_counter() - started)
         if experiment.shifted_generator is not None:
             started = time.perf_counter()
@@ -345,10 +347,11 @@ def run_experiment(
 def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> ExperimentResult:
     """Read a completed experiment directory."""
     payload = load_results(root / "run")
-    missing = [m for m in MODELS if m not in payload["models"]]
+    missing = [m for m in experiment.models if m not in payload["models"]]
     if missing:
         raise ValueError(f"{root / 'run'} lacks models {missing}: the run did not complete")
-    predictions = {m: load_predictions(root / "run" / "predictions" / f"{m}.npz") for m in MODELS}
+    predictions = {m: load_predictions(root / "run" / "predictions" / f"{m}.npz")
+                   for m in experiment.models}
     true_labels = [r.labels for r in load_split(root / "data", "test")]
     shifted = None
     if experiment.shifted_generator is not None:
@@ -872,3 +875,111 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 def with_overrides(scale: Scale, **changes: Any) -> Scale:
     """A copy of ``scale`` with fields replaced (for tests and sweeps)."""
     return replace(scale, **changes)
+
+
+# ---- signal sweep (informational, no thresholds) ----------------------------------------
+
+SWEEP_MODELS: tuple[str, ...] = ("semicrf", "semicrf_uniform")
+
+
+def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
+              seed: int = BOOT_SEED, alpha: float = ALPHA) -> dict[str, Any]:
+    """What duration modelling adds at one signal strength: semicrf vs semicrf_uniform,
+    paired bootstrap of the boundary-F1 gain and of the exon and intron KL reductions."""
+    k = result.experiment.scale.max_duration
+    names = class_names(NUM_CLASSES)
+    true = result.true_labels
+    counts = {m: boundary_match_counts(result.predictions[m], true, NUM_CLASSES) for m in SWEEP_MODELS}
+    hists = {m: per_sequence_length_histograms(result.predictions[m], NUM_CLASSES, k)
+             for m in SWEEP_MODELS}
+    hist_true = per_sequence_length_histograms(true, NUM_CLASSES, k)
+    opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
+    row: dict[str, Any] = {"signal": signal, "results_dir": str(result.root)}
+    for m in SWEEP_MODELS:
+        metrics = result.payload["models"][m]["metrics"]
+        row[m] = {"boundary_f1": metrics["boundary_f1"], "segment_f1": metrics["segment_f1"],
+                  "position_f1_macro": metrics["position_f1_macro"],
+                  "duration_kl": metrics["duration_kl"]}
+    row["boundary_f1_gain"] = boundary_claim(counts["semicrf"], counts["semicrf_uniform"],
+                                             "semicrf_uniform", **opts).__dict__
+    for cls in DURATION_CLASSES:
+        c = names.index(cls)
+        row[f"{cls}_kl_reduction"] = duration_comparison_claim(
+            hists["semicrf"][:, c], hists["semicrf_uniform"][:, c], hist_true[:, c], cls,
+            "semicrf_uniform", **opts).__dict__
+    return row
+
+
+def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
+                 *, overrides: Mapping[str, Any] | None = None,
+                 progress: ProgressFactory = _no_progress) -> dict[str, Any]:
+    """Train semicrf and semicrf_uniform at each generator ``signal`` (cached like the main
+    experiment; a completed main experiment with the same ground truth is reused) and write
+    ``<results_root>/signal_sweep_<scale>.{json,md}``. Informational: decides no claim."""
+    if isinstance(scale, str):
+        scale = SCALES[scale]
+    root = Path(results_root)
+    rows = []
+    for signal in signals:
+        ground = dict(overrides or {}) | {"signal": float(signal)}
+        main = build_experiment(scale, ground)
+        if (main.directory(root) / "complete.json").is_file():
+            result = load_experiment(main, main.directory(root), from_cache=True)
+        else:
+            sweep = build_experiment(replace(scale, run_shifted=False), ground, models=SWEEP_MODELS)
+            result = run_experiment(sweep, root, progress=progress)
+        rows.append(sweep_row(result, float(signal)))
+        log.info("signal %.2f: boundary F1 gain %.4f", signal, rows[-1]["boundary_f1_gain"]["estimate"])
+    out = {"scale": scale.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine_info(), "rows": rows}
+    write_metrics_json(root / f"signal_sweep_{scale.name}.json", out)
+    (root / f"signal_sweep_{scale.name}.md").write_text(sweep_markdown(out), encoding="utf-8")
+    return out
+
+
+def sweep_markdown(sweep: Mapping[str, Any]) -> str:
+    """Markdown table of a signal sweep: the gain of learned over uniform durations."""
+    def ci(d: Mapping[str, Any]) -> str:
+        return f"{_fmt(d['estimate'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]"
+
+    lines = [
+        f"# Signal sweep ({sweep['scale']} scale, {sweep['date']})",
+        "",
+        "semicrf (learned durations) against semicrf_uniform (same K, durations fixed), paired "
+        "bootstrap over test sequences (95% CI).",
+        "",
+        "| signal | boundary F1 semicrf | boundary F1 uniform | F1 gain | exon KL semicrf | "
+        "exon KL uniform | exon KL reduction | intron KL reduction |",
+        "| ---: | ---: | ---: | --- | ---: | ---: | --- | --- |",
+    ]
+    for r in sweep["rows"]:
+        s, u = r["semicrf"], r["semicrf_uniform"]
+        lines.append(
+            f"| {r['signal']:g} | {_fmt(s['boundary_f1'])} | {_fmt(u['boundary_f1'])} | "
+            f"{ci(r['boundary_f1_gain'])} | {_fmt(s['duration_kl']['exon'])} | "
+            f"{_fmt(u['duration_kl']['exon'])} | {ci(r['exon_kl_reduction'])} | "
+            f"{ci(r['intron_kl_reduction'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m semicrf.validation sweep --scale cpu --signals 0.2 0.5 0.8``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m semicrf.validation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sweep = sub.add_parser("sweep", help="signal sweep of semicrf vs semicrf_uniform")
+    sweep.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    sweep.add_argument("--signals", type=float, nargs="+", default=[0.2, 0.5, 0.8])
+    sweep.add_argument("--results-root", default="validation_results")
+    sweep.add_argument("--generator-config", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    out = signal_sweep(args.scale, args.signals, args.results_root,
+                       overrides=read_generator_overrides(args.generator_config))
+    log.info("wrote %s", Path(args.results_root) / f"signal_sweep_{out['scale']}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -245,3 +245,20 @@ def test_triton_claim_known_answers():
     assert v.triton_claim({"reference": ref, "triton": [x * (1 + 1e-6) for x in ref]}).passed
     assert not v.triton_claim({"reference": ref, "triton": [1.0, 0.9, 0.8 * 1.001]}).passed
     assert not v.triton_claim({"reference": ref, "triton": [1.0, 0.9, float("nan")]}).passed
+
+
+def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
+    root, experiment, result = tiny_run
+    sweep = v.signal_sweep(TINY, [0.5, 0.3], root)
+    first, second = sweep["rows"]
+    assert first["results_dir"] == str(result.root)  # signal 0.5 is the main experiment
+    assert second["results_dir"] != str(result.root)
+    assert set(v.load_results(second["results_dir"] + "/run")["models"]) == set(v.SWEEP_MODELS)
+    for row in sweep["rows"]:
+        gain = row["boundary_f1_gain"]
+        expected = row["semicrf"]["boundary_f1"] - row["semicrf_uniform"]["boundary_f1"]
+        assert gain["estimate"] == pytest.approx(expected)
+        assert gain["ci_low"] <= gain["ci_high"]
+    text = (root / "signal_sweep_tiny.md").read_text()
+    assert "| 0.5 |" in text and "| 0.3 |" in text
+    assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][1]["signal"] == 0.3
