@@ -218,3 +218,15 @@ def test_long_input_forward_backward_is_finite():
         assert torch.isfinite(leaf.grad).all()
     # each position's label marginals (the scores gradient) sum to one
     torch.testing.assert_close(leaves[0].grad.sum(2), torch.ones(1, 100_000), atol=1e-4, rtol=0)
+
+
+def test_gradients_without_duration_grad_are_unchanged():
+    case = random_case(2, 30, 7, 3, seed=6)
+    results = []
+    for duration_grad in (True, False):
+        leaves = [case.scores.clone().requires_grad_(), case.transition.clone().requires_grad_(),
+                  case.duration.clone().requires_grad_(duration_grad)]
+        semicrf.log_partition(*leaves, case.lengths, case.start).sum().backward()
+        results.append((leaves[0].grad, leaves[1].grad, leaves[2].grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[1][2] is None and results[0][2] is not None

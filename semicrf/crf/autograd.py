@@ -36,7 +36,7 @@ class LogPartition(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_log_z: Tensor):
-        bwd = streaming.backward_sweep(ctx.model, ctx.fwd)
+        bwd = streaming.backward_sweep(ctx.model, ctx.fwd, with_duration=ctx.needs_input_grad[2])
         grads = streaming.gradients(ctx.model, ctx.fwd, bwd, grad_log_z, ctx.max_len)
         scores_dtype, transition_dtype, duration_dtype = ctx.dtypes
         grad_start = None if ctx.start_dtype is None else grads.start.to(ctx.start_dtype)

@@ -145,12 +145,13 @@ class BackwardSweep:
     duration_mass: Tensor  # (B, C, K): expected number of segments of each (label, length)
 
 
-def backward_sweep(m: Model64, fwd: ForwardSweep) -> BackwardSweep:
+def backward_sweep(m: Model64, fwd: ForwardSweep, with_duration: bool = True) -> BackwardSweep:
     """The mirrored recursion (beta as u = S + beta, segment-start completions ``out``).
 
     The exponentials of each step's window are reused for the segment posteriors
     ``exp(gamma[s] + duration[k-1] + u[s+k] - log Z)``, accumulated per sequence into
-    ``duration_mass`` (the duration gradient), so that costs one fused multiply-add per step.
+    ``duration_mass`` (the duration gradient), so that costs one fused multiply-add per step
+    (skipped, leaving zeros, when ``with_duration`` is False).
     """
     batch, length, labels, max_len = m.shape
     f64, dev = torch.float64, m.prefix.device
@@ -173,7 +174,8 @@ def backward_sweep(m: Model64, fwd: ForwardSweep) -> BackwardSweep:
             window.masked_fill_(blocked, NEG)
         top = window.amax(2)
         weights = _exp(window.sub_(top.unsqueeze(2)))
-        duration_mass.addcmul_(weights, _exp(top + start_weight[:, :, t]).unsqueeze(2))
+        if with_duration:
+            duration_mass.addcmul_(weights, _exp(top + start_weight[:, :, t]).unsqueeze(2))
         o_t = weights.sum(2).log_().add_(top).sub_(prefix[:, :, t])
         out[:, :, t] = o_t
         if t > 0:
