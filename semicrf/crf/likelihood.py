@@ -57,6 +57,11 @@ def label_nll(
     check_labels(labels, lengths, (batch, length), num_labels)
     module = select_backend(backend, scores)
     allowed = gold_mask(labels, lengths, num_labels)
-    log_z = module.log_partition(scores, transition, duration, lengths, start)
-    log_z_gold = module.log_partition(scores, transition, duration, lengths, start, allowed)
+    # log Z and log Z(y) in one sweep over a doubled batch (the free half allows everything):
+    # the sweeps' cost per position is mostly fixed overhead, so this nearly halves it.
+    both = module.log_partition(
+        torch.cat([scores, scores]), transition, duration, torch.cat([lengths, lengths]), start,
+        torch.cat([torch.ones_like(allowed), allowed]),
+    )
+    log_z, log_z_gold = both.split(batch)
     return log_z - log_z_gold
