@@ -823,6 +823,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"{scale['num_train']}/{scale['num_val']}/{scale['num_test']} sequences, encoder "
         f"{scale['encoder']} (hidden {scale['hidden_dim']}, {scale['num_layers']} layer(s)), "
         f"batch {scale['batch_size']}, lr {scale['lr']}, {scale['epochs']} epochs, "
+        f"torch threads while training {scale['num_threads'] or 'unchanged'}, "
         f"signal {exp['generator']['signal']}.",
         "",
         "Ground truth (median, min-max; the changed ground truth doubles the exon):",
