@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     module, _ = _COMMANDS[args.command]
     try:
         return module.main(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError) as err:
         print(f"semicrf {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
