@@ -37,7 +37,7 @@ def _run_config(data, out, **kw):
 
 
 def test_all_four_models_end_to_end_and_checkpoints_reload(tiny_data, tmp_path):
-    payload = run_benchmark(_run_config(tiny_data, tmp_path))
+    payload = run_benchmark(_run_config(tiny_data, tmp_path, encoder="mamba_stub"))
     assert set(payload["models"]) == set(MODEL_NAMES)
     for name in ("metrics.json", "duration_comparison.png", "training_curves.png", "config.json"):
         assert (tmp_path / name).stat().st_size > 0
