@@ -92,7 +92,7 @@ class MambaMixer(nn.Module):
         delta = F.softplus(self.dt_proj(dt))
         A = -torch.exp(self.A_log)
         y = selective_scan(
-            x, delta, A, B.contiguous(), C.contiguous(), self.D, chunk_size=self.chunk_size
+            x, delta, A, B, C, self.D, chunk_size=self.chunk_size
         )
         return self.out_proj(y * F.silu(z))
 

@@ -80,11 +80,16 @@ def selective_scan_reference(
 def _to_chunks(x: Tensor, q: int, num_chunks: int) -> Tensor:
     """(batch, T, F) -> (Q, batch * num_chunks, F), zero-padded to num_chunks * Q positions."""
     batch, length, features = x.shape
-    pad = num_chunks * q - length
-    if pad:
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-    x = x.reshape(batch, num_chunks, q, features).permute(2, 0, 1, 3)
-    return x.reshape(q, batch * num_chunks, features).contiguous()
+    out = x.new_empty(q, batch, num_chunks, features)
+    view = out.permute(1, 2, 0, 3)  # (batch, num_chunks, Q, F) over out's storage
+    full = length // q
+    if full:
+        view[:, :full].copy_(x[:, : full * q].reshape(batch, full, q, features))
+    rest = length - full * q
+    if rest:
+        view[:, full, :rest].copy_(x[:, full * q :])
+        view[:, full, rest:].zero_()
+    return out.view(q, batch * num_chunks, features)
 
 
 def _from_chunks(x: Tensor, batch: int, length: int) -> Tensor:
@@ -148,23 +153,18 @@ class _SelectiveScan(torch.autograd.Function):
             torch.bmm(h, cq[i].unsqueeze(-1), out=yq[i])
         yq = yq.squeeze(-1)
 
-        ctx.save_for_backward(u, delta, A, B, C, entry)
-        ctx.chunk = q
+        ctx.save_for_backward(uq, dq, A, bq, cq, entry)
+        ctx.shape = (batch, length, q)
         return _from_chunks(yq, batch, length)
 
     @staticmethod
     def backward(ctx, grad_y):  # type: ignore[override]
-        u, delta, A, B, C, entry = ctx.saved_tensors
-        q = ctx.chunk
-        batch, length, channels = u.shape
-        state = A.shape[1]
+        uq, dq, A, bq, cq, entry = ctx.saved_tensors
+        batch, length, q = ctx.shape
+        channels, state = A.shape
         num_chunks = -(-length // q)
         rows = batch * num_chunks
-        dq = _to_chunks(delta, q, num_chunks)
-        uq = _to_chunks(u, q, num_chunks)
-        bq = _to_chunks(B, q, num_chunks)
-        cq = _to_chunks(C, q, num_chunks)
-        gq = _to_chunks(grad_y.contiguous(), q, num_chunks)
+        gq = _to_chunks(grad_y, q, num_chunks)
         xq = dq * uq
 
         # Adjoint g_t = dL/dh_t. Chunk-local pass from a zero exit adjoint gives, per chunk,
@@ -188,13 +188,16 @@ class _SelectiveScan(torch.autograd.Function):
         grad_b = bq.new_empty(q, rows, 1, state)
         grad_c = cq.new_empty(q, rows, 1, state)
         grad_a = torch.zeros_like(A)
-        group = max(1, _BACKWARD_BUFFER_ELEMENTS // (2 * q * channels * state))
+        group = min(rows, max(1, _BACKWARD_BUFFER_ELEMENTS // (2 * q * channels * state)))
+        # allocated once: fresh large buffers per group would cost a page fault per page
+        hs_buffer = dq.new_empty(q, group, channels, state)
+        decay_buffer = torch.empty_like(hs_buffer)
         for lo in range(0, rows, group):
             hi = min(rows, lo + group)
             d_g, x_g, b_g, c_g, gy_g = (t[:, lo:hi] for t in (dq, xq, bq, cq, gq))
             # States and decays at every position of these chunks, from their entry states.
-            hs = dq.new_empty(q, hi - lo, channels, state)
-            decays = torch.empty_like(hs)
+            hs = hs_buffer[:, : hi - lo]
+            decays = decay_buffer[:, : hi - lo]
             prev = entry[lo:hi]
             for i in range(q):
                 torch.mul(prev, _decay(d_g[i], A, decays[i]), out=hs[i])
