@@ -25,7 +25,8 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 log_z = semicrf.log_partition(scores, transition, duration, lengths, backend="reference")
 log_z.sum().backward()
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_growth_mb": (after - before) / 1024, "finite": bool(torch.isfinite(scores.grad).all())}))
+finite = bool(torch.isfinite(scores.grad).all())
+print(json.dumps({"peak_growth_mb": (after - before) / 1024, "finite": finite}))
 """
 
 
