@@ -323,6 +323,7 @@ def run_experiment(
     if (root / "timing.json").is_file():
         log.info("validation experiment %s: resuming an interrupted run", root)
     scale = experiment.scale
+    code = git_state()  # the source the training runs with (HEAD may move while it runs)
     with _torch_threads(scale.num_threads):
         started = time.perf_counter()
         data = _ensure_data(root / "data", experiment.generator, scale)
@@ -340,6 +341,7 @@ def run_experiment(
     marker.write_text(json.dumps({
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "key": experiment.key(), "timing": timing, "machine": machine_info(),
+        "code_at_start": code,
     }, indent=2))
     return load_experiment(experiment, root, from_cache=False)
 
@@ -775,8 +777,14 @@ def write_report(
 
 
 def _trained_on(root: Path) -> dict[str, Any]:
-    marker = root / "complete.json"
-    return json.loads(marker.read_text()).get("machine", {}) if marker.is_file() else {}
+    """{"git": ...} of the source the experiment was trained with (at the start of the last
+    training session; older markers only have the commit at completion)."""
+    if not (root / "complete.json").is_file():
+        return {}
+    marker = json.loads((root / "complete.json").read_text())
+    if marker.get("code_at_start") is not None:
+        return {"git": marker["code_at_start"]}
+    return marker.get("machine", {})
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -34,6 +34,7 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     root, experiment, result = tiny_run
     assert result.root == root / f"tiny-{experiment.key()}"
     assert (result.root / "complete.json").is_file() and not result.from_cache
+    assert "code_at_start" in json.loads((result.root / "complete.json").read_text())
     assert set(result.payload["models"]) == set(v.MODELS)
     assert list(result.shifted_payload["models"]) == ["semicrf"]
     assert len(result.true_labels) == TINY.num_test
