@@ -230,3 +230,14 @@ def test_gradients_without_duration_grad_are_unchanged():
         results.append((leaves[0].grad, leaves[1].grad, leaves[2].grad))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     assert results[1][2] is None and results[0][2] is not None
+
+
+def test_label_nll_joint_and_separate_sweeps_agree(monkeypatch):
+    from semicrf.crf import likelihood
+
+    case = random_case(3, 40, 9, 3, seed=12)
+    y = torch.randint(0, 3, (3, 40), generator=torch.Generator().manual_seed(1)).cumsum(1) // 7 % 3
+    joint = label_nll(*case.args[:4], y, case.start)
+    monkeypatch.setattr(likelihood, "JOINT_SWEEP_MAX_WINDOW", 0)
+    separate = label_nll(*case.args[:4], y, case.start)
+    torch.testing.assert_close(joint, separate, atol=1e-10, rtol=0)

@@ -20,6 +20,9 @@ from semicrf.crf.api import select_backend
 from semicrf.crf.checks import check_inputs
 
 IGNORE_LABEL = -100
+# Largest B * C * K window for which log Z and log Z(y) run as one sweep over 2B sequences
+# (measured on CPU: 1.3-1.75x faster at B*C*K <= 4800, 1.2x slower at 48000).
+JOINT_SWEEP_MAX_WINDOW = 16_384
 
 
 def gold_mask(labels: Tensor, lengths: Tensor, num_labels: int) -> Tensor:
@@ -57,11 +60,15 @@ def label_nll(
     check_labels(labels, lengths, (batch, length), num_labels)
     module = select_backend(backend, scores)
     allowed = gold_mask(labels, lengths, num_labels)
-    # log Z and log Z(y) in one sweep over a doubled batch (the free half allows everything):
-    # the sweeps' cost per position is mostly fixed overhead, so this nearly halves it.
-    both = module.log_partition(
-        torch.cat([scores, scores]), transition, duration, torch.cat([lengths, lengths]), start,
-        torch.cat([torch.ones_like(allowed), allowed]),
-    )
-    log_z, log_z_gold = both.split(batch)
+    if batch * num_labels * min(duration.shape[0], length) <= JOINT_SWEEP_MAX_WINDOW:
+        # Small windows: a step's cost is mostly fixed overhead, so log Z and log Z(y) share
+        # one sweep over a doubled batch (the free half allows everything).
+        both = module.log_partition(
+            torch.cat([scores, scores]), transition, duration, torch.cat([lengths, lengths]),
+            start, torch.cat([torch.ones_like(allowed), allowed]),
+        )
+        log_z, log_z_gold = both.split(batch)
+    else:  # large windows: the arithmetic dominates, and the free sweep needs no mask
+        log_z = module.log_partition(scores, transition, duration, lengths, start)
+        log_z_gold = module.log_partition(scores, transition, duration, lengths, start, allowed)
     return log_z - log_z_gold
