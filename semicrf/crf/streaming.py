@@ -109,17 +109,24 @@ class ForwardSweep:
     log_z: Tensor  # (B,)
 
 
+def _forward_buffers(m: Model64) -> tuple[Tensor, Tensor]:
+    """gamma (B, C, K + T) holding ``start`` at s = 0 and NEG before; alpha (B, C, T + 1)."""
+    batch, length, labels, max_len = m.shape
+    gamma = torch.full((batch, labels, max_len + length), NEG, dtype=torch.float64,
+                       device=m.prefix.device)
+    gamma[:, :, max_len] = m.start
+    alpha = torch.empty(batch, labels, length + 1, dtype=torch.float64, device=m.prefix.device)
+    alpha[:, :, 0] = NEG
+    return gamma, alpha
+
+
 def forward_sweep(m: Model64) -> ForwardSweep:
     """alpha and gamma for every position, and log Z at each sequence's length."""
     batch, length, labels, max_len = m.shape
-    f64, dev = torch.float64, m.prefix.device
+    dev = m.prefix.device
     prefix, trans_t = m.prefix, m.transition.unsqueeze(0)
     duration_rev = m.duration.flip(1)  # window slot j holds segment length K - j
-    gamma = torch.full((batch, labels, max_len + length), NEG, dtype=f64, device=dev)
-    gamma[:, :, max_len] = m.start
-    alpha = torch.empty(batch, labels, length + 1, dtype=f64, device=dev)
-    alpha[:, :, 0] = NEG
-    blocked = None
+    gamma, alpha = _forward_buffers(m)
     if m.bad_counts is not None:
         # counts padded in front so that window slot j of step t reads count[t - K + j]
         pad = torch.full((batch, labels, max_len - 1), -1, dtype=torch.int64, device=dev)
@@ -235,13 +242,10 @@ class ViterbiSweep:
 def viterbi_sweep(m: Model64) -> ViterbiSweep:
     """The forward recursion in the max semiring, with back-pointers (k and c')."""
     batch, length, labels, max_len = m.shape
-    f64, dev = torch.float64, m.prefix.device
+    dev = m.prefix.device
     prefix, trans_t = m.prefix, m.transition.unsqueeze(0)
     duration_rev = m.duration.flip(1)
-    gamma = torch.full((batch, labels, max_len + length), NEG, dtype=f64, device=dev)
-    gamma[:, :, max_len] = m.start
-    alpha = torch.empty(batch, labels, length + 1, dtype=f64, device=dev)
-    alpha[:, :, 0] = NEG
+    gamma, alpha = _forward_buffers(m)
     back_len = torch.zeros(batch, labels, length + 1, dtype=torch.int32, device=dev)
     back_label = torch.zeros(batch, labels, length, dtype=torch.int32, device=dev)
     for t in range(1, length + 1):
