@@ -33,7 +33,7 @@ from semicrf.metrics import evaluate, segment_lengths
 from semicrf.models import MODEL_NAMES
 from semicrf.plots import plot_duration_comparison, plot_training_curves
 from semicrf.report import environment_info, learned_duration_entry, write_metrics_json
-from semicrf.train import ProgressFactory, TrainConfig, _no_progress, predict, train_model
+from semicrf.train import ProgressFactory, TrainConfig, no_progress, predict, train_model
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def load_predictions(path: str | Path) -> list[np.ndarray]:
     return [labels[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
-def run_benchmark(cfg: RunConfig, progress: ProgressFactory = _no_progress) -> dict[str, Any]:
+def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Train and evaluate ``cfg.models``; returns the metrics.json payload."""
     cfg.validate()
     meta = read_meta(cfg.data_dir)

@@ -80,7 +80,8 @@ class TrainResult:
     train_time_s: float
 
 
-def _no_progress(iterable: Iterable, **_: Any) -> Iterable:
+def no_progress(iterable: Iterable, **_: Any) -> Iterable:
+    """The default progress factory: iterate without showing anything."""
     return iterable
 
 
@@ -158,7 +159,7 @@ def train_model(
     *,
     device: torch.device | str = "cpu",
     resume: bool = False,
-    progress: ProgressFactory = _no_progress,
+    progress: ProgressFactory = no_progress,
 ) -> TrainResult:
     """Train one model; returns it with the best validation weights loaded."""
     device = torch.device(device)

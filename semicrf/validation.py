@@ -53,7 +53,7 @@ from semicrf.metrics import (
 )
 from semicrf.report import environment_info, load_results, to_jsonable, write_metrics_json
 from semicrf.stats import paired_bootstrap
-from semicrf.train import ProgressFactory, _no_progress
+from semicrf.train import ProgressFactory, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def run_experiment(
     results_root: str | os.PathLike,
     *,
     rebuild: bool = False,
-    progress: ProgressFactory = _no_progress,
+    progress: ProgressFactory = no_progress,
 ) -> ExperimentResult:
     """Generate, train and evaluate (or load the cached, completed result)."""
     root = experiment.directory(results_root)
@@ -921,7 +921,7 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
 
 def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
                  *, overrides: Mapping[str, Any] | None = None,
-                 progress: ProgressFactory = _no_progress) -> dict[str, Any]:
+                 progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Train semicrf and semicrf_uniform at each generator ``signal`` (cached like the main
     experiment; a completed main experiment with the same ground truth is reused) and write
     ``<results_root>/signal_sweep_<scale>.{json,md}``. Informational: decides no claim."""
