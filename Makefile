@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo validate bench gpu-check lint clean
+.PHONY: install test demo validate bench gpu-check gpu-wheels lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 
 gpu-check:
 	bash benchmarks/gpu_check.sh
+
+# The peer wheel for gpu-check's comparison (PolyForm Noncommercial: measured, never a
+# dependency, never committed): download here, carry .wheels/ to the GPU machine.
+gpu-wheels:
+	$(PY) -m pip download --no-deps --dest .wheels flash-semicrf==0.2.0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

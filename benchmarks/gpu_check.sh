@@ -20,7 +20,10 @@ if [ "${SKIP_FLASH:-0}" = 1 ]; then
 elif [ -d "$FLASH_DIR/flash_semicrf" ]; then
   FLASH_ARGS=(--flash-path "$FLASH_DIR")
 else
-  SRC=${FLASH_SEMICRF_WHEEL:-flash-semicrf==0.2.0}
+  # `make gpu-wheels` downloads the wheel into .wheels/ (git-ignored) on a machine with PyPI;
+  # carry that folder to the GPU machine, which cannot reach PyPI.
+  LOCAL_WHEEL=$(ls "$ROOT"/.wheels/flash_semicrf-0.2.0-*.whl 2>/dev/null | head -n 1)
+  SRC=${FLASH_SEMICRF_WHEEL:-${LOCAL_WHEEL:-flash-semicrf==0.2.0}}
   if timeout 45 "$PY" -m pip install --quiet --no-deps --disable-pip-version-check --no-input \
       --timeout 10 --retries 1 --target "$FLASH_DIR" "$SRC" >&2; then
     FLASH_ARGS=(--flash-path "$FLASH_DIR")
