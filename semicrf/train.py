@@ -2,10 +2,10 @@
 
 Each epoch ends with a validation pass (loss and boundary F1 of the decoded labels) and
 two atomic checkpoint writes: ``{model}_last.pt`` (everything needed to resume) and, when
-validation boundary F1 improved, ``{model}_best.pt``. Killing the process loses at most the
-epoch in progress; ``resume=True`` continues from the last checkpoint. The data order of
-epoch e is drawn from a generator seeded with (seed, e), so a resumed run on CPU reproduces
-the uninterrupted one exactly.
+validation boundary F1 improved (or tied with a lower validation loss), ``{model}_best.pt``.
+Killing the process loses at most the epoch in progress; ``resume=True`` continues from the
+last checkpoint. The data order of epoch e is drawn from a generator seeded with (seed, e),
+so a resumed run on CPU reproduces the uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from semicrf.models import SegmentationModel, build_model
 
 log = logging.getLogger(__name__)
 
-#: The validation metric used for model selection (``{model}_best.pt``).
+#: The validation metric used for model selection (``{model}_best.pt``); ties (for instance
+#: while it is still 0) go to the lower validation loss.
 SELECTION_METRIC = "boundary_f1"
 
 ProgressFactory = Callable[..., Iterable]
@@ -171,7 +172,7 @@ def train_model(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _schedule(cfg.epochs * steps_per_epoch, cfg.warmup_fraction))
     history: list[dict[str, Any]] = []
-    best_metric, best_epoch, first_epoch, train_time = -math.inf, 0, 0, 0.0
+    best_metric, best_loss, best_epoch, first_epoch, train_time = -math.inf, math.inf, 0, 0, 0.0
     if resume and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
         _check_resume(state, cfg, last_path)
@@ -180,6 +181,7 @@ def train_model(
         sched.load_state_dict(state["scheduler"])
         history, first_epoch = state["history"], state["epoch"]
         best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        best_loss = state.get("best_val_loss", math.inf)
         train_time = state["train_time_s"]
         log.info("%s: resuming after epoch %d of %d", cfg.model, first_epoch, cfg.epochs)
 
@@ -222,14 +224,16 @@ def train_model(
         log.info("%s epoch %d/%d: train loss %.4f, val loss %.4f, val %s %.4f (%.1f s)",
                  cfg.model, epoch + 1, cfg.epochs, row["train_loss"], val_loss,
                  SELECTION_METRIC, row[f"val_{SELECTION_METRIC}"], epoch_time)
-        if row[f"val_{SELECTION_METRIC}"] > best_metric:
-            best_metric, best_epoch = row[f"val_{SELECTION_METRIC}"], epoch + 1
+        score = row[f"val_{SELECTION_METRIC}"]
+        if score > best_metric or (score == best_metric and val_loss < best_loss):
+            best_metric, best_loss, best_epoch = score, val_loss, epoch + 1
             atomic_save({"model": model.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
                          SELECTION_METRIC: best_metric}, best_path)
         atomic_save({
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
-            "history": history, "best_metric": best_metric, "best_epoch": best_epoch,
+            "history": history, "best_metric": best_metric, "best_val_loss": best_loss,
+            "best_epoch": best_epoch,
             "train_time_s": train_time,
         }, last_path)
 

@@ -154,3 +154,17 @@ def test_bad_run_settings(tiny_data, tmp_path, override, needle):
 def test_missing_data_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_benchmark(_run_config(tmp_path / "nope", tmp_path / "out"))
+
+
+def test_selection_ties_go_to_the_lower_validation_loss(tiny_data, tmp_path, monkeypatch):
+    import semicrf.train as train_module
+
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"boundary_f1": 0.0})
+    train, val = load_split(tiny_data, "train"), load_split(tiny_data, "val")
+    cfg = TrainConfig(model="softmax", encoder="bilstm", features="onehot", input_dim=5,
+                      num_labels=3, max_duration=8, hidden_dim=4, num_layers=1, batch_size=4,
+                      lr=3e-2, epochs=4)
+    result = train_model(cfg, train, val, tmp_path)
+    losses = [row["val_loss"] for row in result.history]
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    assert torch.load(tmp_path / "softmax_best.pt")["epoch"] == result.best_epoch
