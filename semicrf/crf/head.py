@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -83,11 +84,11 @@ class SemiCRFHead(nn.Module):
             self.scores(hidden), self.transition, self.duration, lengths, self.start,
             backend=self.backend,
         )
-        labels = torch.full(hidden.shape[:2], IGNORE_LABEL, dtype=torch.int64)
-        for b, segs in enumerate(segments):
-            for s, e, c in segs:
-                labels[b, s:e] = c
-        return labels.to(hidden.device), segments
+        labels = np.full(hidden.shape[:2], IGNORE_LABEL, dtype=np.int64)
+        for b, segs in enumerate(segments):  # one vectorised fill per sequence, not per segment
+            spans = np.asarray(segs, dtype=np.int64)
+            labels[b, : spans[-1, 1]] = np.repeat(spans[:, 2], spans[:, 1] - spans[:, 0])
+        return torch.from_numpy(labels).to(hidden.device), segments
 
     def duration_log_pmf(self) -> Tensor:
         """The duration table normalised over lengths per label: log P(length | label), (K, C)."""
