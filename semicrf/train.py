@@ -205,12 +205,12 @@ def train_model(
             total += loss.item() * len(lengths)
             seen += len(lengths)
             positions += int(lengths.sum())
-            rate = positions / 1000 / (time.perf_counter() - started)
-            if hasattr(bar, "set_postfix") and (step + 1) % max(1, cfg.log_every) == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", kb_per_s=f"{rate:.1f}")
             if (step + 1) % max(1, cfg.log_every) == 0:
-                log.debug("%s epoch %d step %d loss %.5f", cfg.model, epoch + 1, step + 1,
-                          loss.item())
+                rate = positions / 1000 / (time.perf_counter() - started)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{loss.item():.4f}", kb_per_s=f"{rate:.1f}")
+                log.debug("%s epoch %d step %d loss %.5f (%.1f kb/s)", cfg.model, epoch + 1,
+                          step + 1, loss.item(), rate)
         epoch_time = time.perf_counter() - started
         train_time += epoch_time
         preds, val_loss = predict(model, val, cfg, device)
