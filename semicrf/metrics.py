@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from semicrf.labels import EXON, PAD_LABEL, class_names
+from semicrf.labels import EXON, PAD_LABEL, class_names, runs
 
 #: Boundary tolerances (in positions) reported by :func:`evaluate`.
 TOLERANCES: tuple[int, ...] = (0, 1, 2, 5, 10)
@@ -107,18 +107,6 @@ def _flatten(pred: LabelArrays, true: LabelArrays, num_classes: int) -> _Flat:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return _Flat(np.concatenate(trues), np.concatenate(preds), offsets, num_classes)
-
-
-def _runs(labels: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Maximal runs of ``labels`` that do not cross sequence starts: (start, end, label)."""
-    n = labels.size
-    is_start = np.zeros(n, dtype=bool)
-    if n:
-        is_start[1:] = labels[1:] != labels[:-1]
-        is_start[offsets[:-1][offsets[:-1] < n]] = True
-    starts = np.flatnonzero(is_start)
-    ends = np.append(starts[1:], n) if starts.size else starts.copy()
-    return starts, ends, labels[starts]
 
 
 def _boundaries(labels: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -216,8 +204,8 @@ def _segment_matches(
     flat: _Flat,
 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray]:
     """Runs of pred and true, and a mask over predicted runs that exactly match a true run."""
-    true_runs = _runs(flat.true, flat.offsets)
-    pred_runs = _runs(flat.pred, flat.offsets)
+    true_runs = runs(flat.true, flat.offsets)
+    pred_runs = runs(flat.pred, flat.offsets)
     ts, te, tl = true_runs
     ps, pe, pl = pred_runs
     # True runs have distinct starts: look up the true run starting where each pred run starts.
@@ -272,15 +260,6 @@ def f1_from_counts(counts: np.ndarray) -> float:
 # Segments and durations
 
 
-def label_runs(labels: Any) -> list[tuple[int, int, int]]:
-    """Maximal runs of one label as ``(start, end_exclusive, label)``; -100 padding excluded."""
-    arr = _as_int_array(labels, "labels", 0)
-    pad = np.flatnonzero(arr == PAD_LABEL)
-    arr = arr[: pad[0]] if pad.size else arr
-    s, e, lab = _runs(arr, np.array([0, arr.size], dtype=np.int64))
-    return list(zip(s.tolist(), e.tolist(), lab.tolist(), strict=True))
-
-
 def segment_lengths(
     labels: LabelArrays, num_classes: int, *, drop_edge_segments: bool = False
 ) -> dict[str, np.ndarray]:
@@ -296,7 +275,7 @@ def segment_lengths(
 def _lengths_by_class(
     labels: np.ndarray, offsets: np.ndarray, num_classes: int, drop_edges: bool
 ) -> dict[str, np.ndarray]:
-    s, e, lab = _runs(labels, offsets)
+    s, e, lab = runs(labels, offsets)
     keep = np.ones(s.size, dtype=bool)
     if drop_edges:
         keep &= ~np.isin(s, offsets) & ~np.isin(e, offsets)

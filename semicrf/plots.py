@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from semicrf.labels import CLASS_NAMES
-from semicrf.report import MODEL_ORDER
+from semicrf.models import MODEL_NAMES
 
 _MODEL_COLORS = {
     "softmax": "tab:orange",
@@ -40,8 +40,8 @@ def _model_color(name: str, index: int) -> str:
 
 
 def _ordered_models(names: Sequence[str]) -> list[str]:
-    known = [m for m in MODEL_ORDER if m in names]
-    return known + sorted(m for m in names if m not in MODEL_ORDER)
+    known = [m for m in MODEL_NAMES if m in names]
+    return known + sorted(m for m in names if m not in MODEL_NAMES)
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:

@@ -14,21 +14,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from semicrf.atomic_io import write_text
 from semicrf.labels import CLASS_NAMES
 from semicrf.metrics import duration_table_kl, learned_duration_pmf
+from semicrf.models import MODEL_NAMES
 
-#: The four benchmark models, in the order tables and plots show them.
-MODEL_ORDER: tuple[str, ...] = ("softmax", "linear", "semicrf", "semicrf_uniform")
 METRICS_FILENAME = "metrics.json"
 
 #: Metrics shown by default (prefix ``x_`` stands for one column per class ``x_<class>``).
@@ -92,25 +89,13 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_metrics_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON atomically (temporary file in the same folder, then
-    ``os.replace``), so a reader never sees a half-written file. A directory ``path``
-    means ``path/metrics.json``. Returns the file written."""
+    """Write ``payload`` as strict JSON atomically (:func:`semicrf.atomic_io.write_text`), so a
+    reader never sees a half-written file. A directory ``path`` means ``path/metrics.json``.
+    Returns the file written."""
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n")
 
 
 def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
@@ -127,20 +112,6 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or not isinstance(payload.get("models"), dict):
         raise ValueError(f"{path} has no 'models' mapping (see docs/metrics.md)")
     return payload
-
-
-def environment_info() -> dict[str, str | None]:
-    """Versions of Python, the platform and the packages a run depends on (``versions``)."""
-    info: dict[str, str | None] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    for dist in ("semicrf", "torch", "triton", "mamba-ssm", "numpy", "scipy", "pandas"):
-        try:
-            info[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            info[dist] = None
-    return info
 
 
 def learned_duration_entry(duration_table: Any, true_pmf: np.ndarray | None = None) -> dict[str, Any]:
@@ -188,7 +159,7 @@ def _scalar(value: Any) -> float | None:
 
 
 def _model_sort_key(name: str) -> tuple[int, str]:
-    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
+    return (MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES), name)
 
 
 def _select_rows(available: Sequence[str], metrics: Iterable[str] | str | None) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from semicrf.atomic_io import save_torch
 from semicrf.data import SequenceDataset, collate
 from semicrf.data.storage import SequenceRecord
 from semicrf.metrics import evaluate
@@ -84,19 +84,6 @@ class TrainResult:
 def no_progress(iterable: Iterable, **_: Any) -> Iterable:
     """The default progress factory: iterate without showing anything."""
     return iterable
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save through a temporary file in the same directory, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
@@ -227,9 +214,9 @@ def train_model(
         score = row[f"val_{SELECTION_METRIC}"]
         if score > best_metric or (score == best_metric and val_loss < best_loss):
             best_metric, best_loss, best_epoch = score, val_loss, epoch + 1
-            atomic_save({"model": model.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
+            save_torch({"model": model.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
                          SELECTION_METRIC: best_metric}, best_path)
-        atomic_save({
+        save_torch({
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
             "history": history, "best_metric": best_metric, "best_val_loss": best_loss,

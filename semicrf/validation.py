@@ -3,7 +3,7 @@
 One experiment per scale and ground truth:
 
 1. generate a data set from the (scaled) ground truth,
-2. train the four models with :func:`semicrf.benchmark.run_benchmark` and evaluate them on
+2. train the four models with :func:`semicrf.pipeline.run_benchmark` and evaluate them on
    the test split,
 3. generate a second data set whose exon lengths are doubled and train only ``semicrf`` on
    it (does the learned duration table follow the ground truth?),
@@ -25,10 +25,7 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,18 +37,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from semicrf.benchmark import RunConfig, load_predictions, run_benchmark, true_pmf_table
+from semicrf.atomic_io import write_json, write_text
 from semicrf.data import GeneratorConfig, generate_dataset, load_split
-from semicrf.labels import class_names
+from semicrf.environment import git_state, machine_info
+from semicrf.labels import class_names, label_runs
 from semicrf.metrics import (
     boundary_match_counts,
     clamped_length_histogram,
     duration_table_kl,
     f1_from_counts,
     kl_divergence,
-    label_runs,
 )
-from semicrf.report import environment_info, load_results, to_jsonable, write_metrics_json
+from semicrf.models import MODEL_NAMES
+from semicrf.pipeline import RunConfig, load_predictions, run_benchmark, true_pmf_table
+from semicrf.report import load_results, to_jsonable, write_metrics_json
 from semicrf.stats import paired_bootstrap
 from semicrf.train import ProgressFactory, no_progress
 
@@ -60,7 +59,6 @@ log = logging.getLogger(__name__)
 #: Bump when the experiment protocol changes, so that old caches are not reused.
 EXPERIMENT_VERSION = 1
 NUM_CLASSES = 3
-MODELS: tuple[str, ...] = ("softmax", "linear", "semicrf", "semicrf_uniform")
 BASELINES: tuple[str, ...] = ("semicrf_uniform", "linear", "softmax")
 DURATION_CLASSES: tuple[str, ...] = ("exon", "intron")
 #: Name of the semicrf model trained on the shifted ground truth, in claims and reports.
@@ -191,7 +189,7 @@ class Experiment:
     generator: dict[str, Any]
     shifted_generator: dict[str, Any] | None
     overrides: dict[str, Any] | None = None  # what --generator-config asked for (report only)
-    models: tuple[str, ...] = MODELS  # trained on the main ground truth
+    models: tuple[str, ...] = MODEL_NAMES  # trained on the main ground truth
 
     def describe(self) -> dict[str, Any]:
         """Everything that defines the cached part (data, training): what the key hashes."""
@@ -216,7 +214,7 @@ class Experiment:
 
 
 def build_experiment(scale: Scale | str, overrides: Mapping[str, Any] | None = None, *,
-                     models: tuple[str, ...] = MODELS) -> Experiment:
+                     models: tuple[str, ...] = MODEL_NAMES) -> Experiment:
     """The experiment of ``scale`` on the defaults with ``overrides`` (a ``--generator-config``
     object) applied, all lengths then divided by the scale's factor."""
     if isinstance(scale, str):
@@ -281,7 +279,7 @@ def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
 
 
 def run_config(scale: Scale, data_dir: Path, output_dir: Path,
-               models: tuple[str, ...] = MODELS) -> RunConfig:
+               models: tuple[str, ...] = MODEL_NAMES) -> RunConfig:
     """The ``semicrf run`` settings of one experiment (resuming from checkpoints)."""
     return RunConfig(
         data_dir=str(data_dir), output_dir=str(output_dir), encoder=scale.encoder,
@@ -298,7 +296,7 @@ def _add_time(root: Path, phase: str, seconds: float) -> dict[str, Any]:
     timing = json.loads(path.read_text()) if path.is_file() else {"phases": {}, "sessions": 0}
     timing["phases"][phase] = timing["phases"].get(phase, 0.0) + seconds
     timing["total_s"] = sum(timing["phases"].values())
-    path.write_text(json.dumps(timing, indent=2))
+    write_json(path, timing)
     return timing
 
 
@@ -319,7 +317,7 @@ def run_experiment(
         log.info("validation experiment %s: cached, loading", root)
         return load_experiment(experiment, root, from_cache=True)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "experiment.json").write_text(json.dumps(to_jsonable(experiment.describe()), indent=2))
+    write_json(root / "experiment.json", to_jsonable(experiment.describe()))
     if (root / "timing.json").is_file():
         log.info("validation experiment %s: resuming an interrupted run", root)
     scale = experiment.scale
@@ -338,11 +336,11 @@ def run_experiment(
                           progress=progress)
             _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
     timing = json.loads((root / "timing.json").read_text())
-    marker.write_text(json.dumps({
+    write_json(marker, to_jsonable({
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "key": experiment.key(), "timing": timing, "machine": machine_info(),
         "code_at_start": code,
-    }, indent=2))
+    }))
     return load_experiment(experiment, root, from_cache=False)
 
 
@@ -362,32 +360,6 @@ def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> 
     timing = json.loads(marker.read_text())["timing"] if marker.is_file() else {}
     return ExperimentResult(experiment, root, payload, predictions, true_labels, shifted, timing,
                             from_cache)
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a run happened: host, platform, CPU count, torch threads, accelerator."""
-    info: dict[str, Any] = {
-        "host": socket.gethostname(), "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    info["versions"] = environment_info()
-    info["git"] = git_state()
-    return info
-
-
-def git_state() -> dict[str, Any] | None:
-    """Commit and number of modified tracked files of the source tree, if it is a git checkout."""
-    here = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "modified_files": len(dirty.splitlines())}
 
 
 # ---- statistics -------------------------------------------------------------------------
@@ -487,7 +459,7 @@ def claim_ids(shifted: bool = True) -> list[str]:
     ids += ["learned_exon_kl", "learned_exon_median"]
     if shifted:
         ids += ["shifted_learned_exon_median"]
-    ids += [f"stable_{m}" for m in MODELS] + ([f"stable_{SHIFTED_MODEL}"] if shifted else [])
+    ids += [f"stable_{m}" for m in MODEL_NAMES] + ([f"stable_{SHIFTED_MODEL}"] if shifted else [])
     ids += ["triton_matches_reference"]
     return ids
 
@@ -653,8 +625,8 @@ def decide_claims(result: ExperimentResult, *, n_boot: int = N_BOOT, seed: int =
     k = scale.max_duration
     names = class_names(NUM_CLASSES)
     true = result.true_labels
-    counts = {m: boundary_match_counts(result.predictions[m], true, NUM_CLASSES) for m in MODELS}
-    hists = {m: per_sequence_length_histograms(result.predictions[m], NUM_CLASSES, k) for m in MODELS}
+    counts = {m: boundary_match_counts(result.predictions[m], true, NUM_CLASSES) for m in MODEL_NAMES}
+    hists = {m: per_sequence_length_histograms(result.predictions[m], NUM_CLASSES, k) for m in MODEL_NAMES}
     hist_true = per_sequence_length_histograms(true, NUM_CLASSES, k)
     opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
     claims = [boundary_claim(counts["semicrf"], counts[b], b, **opts) for b in BASELINES]
@@ -680,7 +652,7 @@ def decide_claims(result: ExperimentResult, *, n_boot: int = N_BOOT, seed: int =
             with_kl=False)
         shifted.details["base_learned_median"] = base[-1].details["learned_median"]
         claims.append(shifted)
-    for m in MODELS:
+    for m in MODEL_NAMES:
         claims.append(stability_claim(m, result.payload["models"][m]))
     if result.shifted_payload is not None:
         claims.append(stability_claim(SHIFTED_MODEL, result.shifted_payload["models"]["semicrf"]))
@@ -765,13 +737,13 @@ def write_report(
     }
     json_path = write_metrics_json(root / "validation_report.json", report)
     md_path = root / "validation_report.md"
-    md_path.write_text(report_markdown(report), encoding="utf-8")
+    write_text(md_path, report_markdown(report))
     written = {"json": json_path, "md": md_path}
     if results_root is not None:
         latest = Path(results_root) / f"latest_{scale.name}.md"
         text = md_path.read_text(encoding="utf-8").replace(
             "](run/", f"]({root.name}/run/").replace("](shifted/", f"]({root.name}/shifted/")
-        latest.write_text(text, encoding="utf-8")
+        write_text(latest, text)
         written["latest"] = latest
     return written
 
@@ -942,7 +914,7 @@ def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str
     out = {"scale": scale.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(), "rows": rows}
     write_metrics_json(root / f"signal_sweep_{scale.name}.json", out)
-    (root / f"signal_sweep_{scale.name}.md").write_text(sweep_markdown(out), encoding="utf-8")
+    write_text(root / f"signal_sweep_{scale.name}.md", sweep_markdown(out))
     return out
 
 

@@ -9,8 +9,8 @@ from scipy import stats
 from semicrf.data import GeneratorConfig, generate_sequence, sequence_rng
 from semicrf.data.composition import ProfileTable
 from semicrf.data.durations import duration_cdf
-from semicrf.data.structure import FIRST_EXON, LAST_EXON, Structure, labels_from_segments
-from semicrf.labels import EXON, INTERGENIC, INTRON, UTR3, UTR5
+from semicrf.data.structure import FIRST_EXON, LAST_EXON, Structure
+from semicrf.labels import EXON, INTERGENIC, INTRON, UTR3, UTR5, labels_from_segments
 
 A, C, G, T = 0, 1, 2, 3
 

@@ -39,8 +39,8 @@ def test_class_names():
 
 def test_label_runs_are_maximal_and_exclude_padding():
     y = np.array([0, 0, 1, 1, 1, 2, 0, -100, -100])
-    assert metrics.label_runs(y) == [(0, 2, 0), (2, 5, 1), (5, 6, 2), (6, 7, 0)]
-    assert metrics.label_runs(np.array([], dtype=np.int64)) == []
+    assert labels.label_runs(y) == [(0, 2, 0), (2, 5, 1), (5, 6, 2), (6, 7, 0)]
+    assert labels.label_runs(np.array([], dtype=np.int64)) == []
 
 
 def test_boundary_counts_exact_and_within_tolerance():

@@ -13,6 +13,8 @@ import pytest
 from matplotlib.image import imread
 
 from semicrf import metrics, plots, report
+from semicrf.environment import package_versions
+from semicrf.models import MODEL_NAMES
 
 K = 20
 MODELS = ("semicrf_uniform", "softmax", "semicrf", "linear")  # deliberately out of order
@@ -55,7 +57,7 @@ def fake_run(root: Path, seed: int = 0, flip: float = 0.05) -> tuple[Path, dict]
         "config": {"max_duration": K, "epochs": 3, "encoder": "bilstm"},
         "seed": seed,
         "data_meta": {"seq_length": 300, "num_classes": 3},
-        "versions": report.environment_info(),
+        "versions": package_versions(),
         "device": "cpu",
         "models": models,
     }
@@ -139,8 +141,8 @@ def test_load_results_errors(tmp_path):
         report.load_results(tmp_path)
 
 
-def test_environment_info():
-    info = report.environment_info()
+def test_package_versions():
+    info = package_versions()
     assert info["numpy"] == np.__version__
     assert info["python"].count(".") == 2
     assert "torch" in info and "triton" in info
@@ -153,7 +155,7 @@ def test_environment_info():
 def test_comparison_table_single_run(tmp_path):
     run, payload = fake_run(tmp_path / "run")
     table = report.comparison_table(run)
-    assert list(table.columns) == list(report.MODEL_ORDER)
+    assert list(table.columns) == list(MODEL_NAMES)
     semi = payload["models"]["semicrf"]
     assert table.loc["boundary_f1", "semicrf"] == pytest.approx(semi["metrics"]["boundary_f1"])
     assert table.loc["duration_kl_exon", "linear"] == pytest.approx(
@@ -189,9 +191,9 @@ def test_comparison_table_several_runs_side_by_side(tmp_path):
     b, pb = fake_run(tmp_path / "20k", seed=2, flip=0.2)
     table = report.comparison_table([a, b])
     assert table.columns.names == ["run", "model"]
-    assert list(table.columns) == [(r, m) for r in ("10k", "20k") for m in report.MODEL_ORDER]
+    assert list(table.columns) == [(r, m) for r in ("10k", "20k") for m in MODEL_NAMES]
     for run, payload in (("10k", pa), ("20k", pb)):
-        for model in report.MODEL_ORDER:
+        for model in MODEL_NAMES:
             assert table.loc["segment_f1", (run, model)] == pytest.approx(
                 payload["models"][model]["metrics"]["segment_f1"]
             )

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from semicrf.benchmark import RunConfig, run_benchmark
 from semicrf.data import generate_dataset, load_split
 from semicrf.models import MODEL_NAMES, SegmentationModel
+from semicrf.pipeline import RunConfig, run_benchmark
 from semicrf.train import NonFiniteLossError, TrainConfig, load_checkpoint, predict, train_model
 
 SMALL = {"durations": {

@@ -35,7 +35,7 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     assert result.root == root / f"tiny-{experiment.key()}"
     assert (result.root / "complete.json").is_file() and not result.from_cache
     assert "code_at_start" in json.loads((result.root / "complete.json").read_text())
-    assert set(result.payload["models"]) == set(v.MODELS)
+    assert set(result.payload["models"]) == set(v.MODEL_NAMES)
     assert list(result.shifted_payload["models"]) == ["semicrf"]
     assert len(result.true_labels) == TINY.num_test
     assert all(len(p) == TINY.seq_length for p in result.predictions["semicrf"])
@@ -44,7 +44,7 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     assert [c.id for c in claims] == v.claim_ids()
     by_id = {c.id: c for c in claims}
     # One epoch: the final validation loss *is* the first, so the stability rule must fail.
-    for model in [*v.MODELS, v.SHIFTED_MODEL]:
+    for model in [*v.MODEL_NAMES, v.SHIFTED_MODEL]:
         assert by_id[f"stable_{model}"].passed is False
         assert by_id[f"stable_{model}"].estimate == pytest.approx(1.0)
     assert by_id["triton_matches_reference"].passed is None
@@ -64,7 +64,7 @@ def test_tiny_experiment_claims_and_report(tiny_run):
         assert {"id", "statistic", "estimate", "ci_low", "ci_high", "threshold", "rule",
                 "verdict"} <= set(claim)
         assert claim["verdict"] in ("PASS", "FAIL", "NOT RUN")
-    assert set(report["models"]) == {*v.MODELS, v.SHIFTED_MODEL}
+    assert set(report["models"]) == {*v.MODEL_NAMES, v.SHIFTED_MODEL}
     assert set(report["plots"]) >= {"duration_comparison", "training_curves"}
     markdown = paths["md"].read_text()
     assert all(f"| {cid} |" in markdown for cid in v.claim_ids())
@@ -213,7 +213,7 @@ def test_discrete_median():
 
 def test_learned_pmf_claims_known_answers():
     cfg = GeneratorConfig.from_dict(v.build_experiment("cpu").generator)
-    from semicrf.benchmark import true_pmf_table
+    from semicrf.pipeline import true_pmf_table
 
     truth = true_pmf_table(cfg, 3, 100)
     kl, median = v.learned_pmf_claims(truth / truth.sum(0), truth)

@@ -57,7 +57,7 @@ def test_learned_exon_median_follows_changed_ground_truth(validation_outcome):
     _assert_claim(validation_outcome, "shifted_learned_exon_median")
 
 
-@pytest.mark.parametrize("model", [*v.MODELS, v.SHIFTED_MODEL])
+@pytest.mark.parametrize("model", [*v.MODEL_NAMES, v.SHIFTED_MODEL])
 def test_training_was_stable(validation_outcome, model):
     """Every loss finite; the final validation loss below the first."""
     _assert_claim(validation_outcome, f"stable_{model}")

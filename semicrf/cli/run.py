@@ -1,4 +1,4 @@
-"""``semicrf run``: argument parsing only; the work is done by :mod:`semicrf.benchmark`."""
+"""``semicrf run``: argument parsing only; the work is done by :mod:`semicrf.pipeline`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 from tqdm import tqdm
 
-from semicrf.benchmark import CRF_BACKENDS, RunConfig, run_benchmark
 from semicrf.models import MODEL_NAMES
+from semicrf.pipeline import CRF_BACKENDS, RunConfig, run_benchmark
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from semicrf.data.structure import labels_from_segments
+from semicrf.atomic_io import atomic_write
+from semicrf.labels import labels_from_segments
 
 FORMAT_NAME = "semicrf-synthetic-genome"
 FORMAT_VERSION = 1
@@ -93,24 +94,11 @@ def prepare_output_dir(output_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    # a fresh temporary name next to the target (created with the umask's permissions),
-    # renamed over the target once complete
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_tokens(output_dir: Path, split: str, tokens: np.ndarray) -> None:
     """Write the (N, T) uint8 token matrix of ``split`` as ``{split}.tokens.npy``."""
     if tokens.dtype != np.uint8 or tokens.ndim != 2:
         raise ValueError(f"tokens must be a 2-D uint8 array, got {tokens.dtype} {tokens.shape}")
-    _atomic_write(output_dir / tokens_file(split),
+    atomic_write(output_dir / tokens_file(split),
                   lambda fh: np.save(fh, tokens, allow_pickle=False))
 
 
@@ -122,7 +110,7 @@ def remove_meta(output_dir: Path) -> None:
 def write_meta(output_dir: Path, meta: Mapping[str, Any]) -> None:
     """Write ``meta.json`` deterministically (dict order kept, one sequence's segments a line)."""
     text = _dumps(meta, 0) + "\n"
-    _atomic_write(output_dir / META_FILE, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(output_dir / META_FILE, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def _is_scalar_list(x: Any) -> bool:

@@ -136,14 +136,3 @@ def sample_structure(
         flags=arr[:, 3].copy(),
         seq_length=seq_length,
     )
-
-
-def labels_from_segments(segments: list[tuple[int, int, int]] | np.ndarray, length: int
-                         ) -> np.ndarray:
-    """Per-position labels (int64, shape (length,)) of segments tiling ``[0, length)``."""
-    seg = np.asarray(segments, dtype=np.int64).reshape(-1, 3)
-    if seg.shape[0] == 0 or seg[0, 0] != 0 or seg[-1, 1] != length or np.any(
-        seg[1:, 0] != seg[:-1, 1]
-    ) or np.any(seg[:, 1] <= seg[:, 0]):
-        raise ValueError(f"segments do not tile [0, {length})")
-    return np.repeat(seg[:, 2], seg[:, 1] - seg[:, 0])

@@ -7,10 +7,10 @@ from torch import Tensor, nn
 
 from semicrf.encoders.common import (
     check_encoder_inputs,
-    length_mask,
     reversal_index,
     reverse_within_lengths,
 )
+from semicrf.labels import length_mask
 
 
 class BiLSTMEncoder(nn.Module):

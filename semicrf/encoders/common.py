@@ -1,4 +1,4 @@
-"""Helpers shared by the encoders: input checks, length masks, reversal within each length."""
+"""Helpers shared by the encoders: input checks, reversal within each length."""
 
 from __future__ import annotations
 
@@ -21,12 +21,6 @@ def check_encoder_inputs(features: Tensor, lengths: Tensor, input_dim: int) -> N
         raise ValueError(f"lengths must be an integer tensor, got {lengths.dtype}")
     if batch and (int(lengths.min()) < 1 or int(lengths.max()) > length):
         raise ValueError(f"lengths must lie in [1, T={length}], got {lengths.tolist()}")
-
-
-def length_mask(lengths: Tensor, length: int) -> Tensor:
-    """(B, T) bool, True at positions t < lengths[b]."""
-    positions = torch.arange(length, device=lengths.device)
-    return positions.unsqueeze(0) < lengths.to(positions.device).unsqueeze(1)
 
 
 def reversal_index(lengths: Tensor, length: int) -> Tensor:

@@ -21,11 +21,11 @@ from torch import Tensor, nn
 
 from semicrf.encoders.common import (
     check_encoder_inputs,
-    length_mask,
     reversal_index,
     reverse_within_lengths,
 )
 from semicrf.encoders.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan
+from semicrf.labels import length_mask
 
 #: Mamba-1 defaults (as in mamba-ssm): state size, conv width, expansion.
 D_STATE = 16

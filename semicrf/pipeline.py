@@ -14,7 +14,6 @@ Writes into ``output_dir`` (the spec's "Output Structure")::
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import sys
@@ -26,13 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from semicrf.atomic_io import save_npz, write_json
 from semicrf.data import GeneratorConfig, load_split, read_meta, true_duration_pmf
 from semicrf.data.features import feature_dim
+from semicrf.environment import package_versions
 from semicrf.labels import class_names
 from semicrf.metrics import evaluate, segment_lengths
 from semicrf.models import MODEL_NAMES
 from semicrf.plots import plot_duration_comparison, plot_training_curves
-from semicrf.report import environment_info, learned_duration_entry, write_metrics_json
+from semicrf.report import learned_duration_entry, to_jsonable, write_metrics_json
 from semicrf.train import ProgressFactory, TrainConfig, no_progress, predict, train_model
 
 log = logging.getLogger(__name__)
@@ -114,11 +115,9 @@ def true_pmf_table(generator: GeneratorConfig, num_classes: int, max_len: int) -
 
 def save_predictions(path: Path, preds: list[np.ndarray]) -> None:
     """Decoded label arrays of one model, concatenated (int8) with their offsets."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(p) for p in preds])
     labels = np.concatenate(preds).astype(np.int8) if preds else np.zeros(0, np.int8)
-    with open(path, "wb") as handle:
-        np.savez_compressed(handle, labels=labels, offsets=offsets)
+    save_npz(path, labels=labels, offsets=offsets)
 
 
 def load_predictions(path: str | Path) -> list[np.ndarray]:
@@ -139,7 +138,7 @@ def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> di
     device = cfg.resolve_device()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    write_json(out / "config.json", to_jsonable(asdict(cfg)))
     names = class_names(num_classes)
     generator = GeneratorConfig.from_dict(meta["generator"])
     true_pmf = true_pmf_table(generator, num_classes, cfg.max_duration)
@@ -147,7 +146,7 @@ def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> di
     payload: dict[str, Any] = {
         "config": asdict(cfg), "seed": cfg.seed,
         "data_meta": {k: v for k, v in meta.items() if k != "splits"},
-        "versions": environment_info(), "device": str(device), "models": {},
+        "versions": package_versions(), "device": str(device), "models": {},
     }
     predicted: dict[str, dict[str, np.ndarray]] = {}  # model -> class -> segment lengths
     for name in cfg.models:

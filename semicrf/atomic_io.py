@@ -1,0 +1,59 @@
+"""Atomic file writes: the one way this package writes a results or data file.
+
+A file is written to a fresh temporary name in the target's directory, flushed to disk and
+renamed over the target (``os.replace`` is atomic on POSIX), so a reader, or a run resumed
+after ``kill -9``, sees either the old complete file or the new complete file, never a
+half-written one. The temporary file is removed if writing fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary binary file next to ``path``, then rename it to
+    ``path`` (parents created). Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented strict JSON (no NaN) atomically."""
+    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` atomically (checkpoints)."""
+    import torch
+
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` atomically."""
+    return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
