@@ -213,3 +213,59 @@ def test_meta_json_is_written_last_and_removed_first(tmp_path: Path,
     assert sorted(p.name for p in out.iterdir()) == [
         "test.tokens.npy", "train.tokens.npy", "val.tokens.npy"]
     assert digest(out)["train.tokens.npy"] == before["train.tokens.npy"]
+
+
+def _edit_meta(out: Path, edit) -> None:
+    meta = json.loads((out / "meta.json").read_text())
+    edit(meta)
+    (out / "meta.json").write_text(json.dumps(meta))
+
+
+def _train(meta: dict) -> dict:
+    return meta["splits"]["train"]
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: _train(m)["segments"].pop(),
+     r"splits\.train\.segments must list one entry per sequence \(5\), got 4"),
+    (lambda m: _train(m)["last_segment_censored"].pop(), r"last_segment_censored must list"),
+    (lambda m: _train(m).update(first_segment_censored=[False]), r"first_segment_censored must list"),
+    (lambda m: _train(m).update(first_segment_censored=[0] * 5), r"true/false"),
+    (lambda m: _train(m)["segments"][2].pop(), r"segments\[2\]: segments do not tile"),
+    (lambda m: _train(m)["segments"][1][0].__setitem__(2, 7), r"segments\[1\] has a label outside"),
+    (lambda m: _train(m)["segments"].__setitem__(0, [[0, "x"]]), r"segments\[0\] must be a list"),
+    (lambda m: _train(m).pop("num_sequences"), r"num_sequences must be an integer"),
+    (lambda m: m.update(seq_length="3000"), r"seq_length must be a positive integer"),
+    (lambda m: m.pop("splits"), r"no 'splits' object"),
+])
+def test_malformed_meta_gives_one_line_naming_the_file(tmp_path: Path, edit, needle: str) -> None:
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0)
+    _edit_meta(out, edit)
+    with pytest.raises(ValueError, match=needle) as err:
+        load_split(out, "train")
+    assert "\n" not in str(err.value) and str(out / "meta.json") in str(err.value)
+
+
+def test_truncated_or_bad_token_files(tmp_path: Path) -> None:
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0)
+    data = (out / "train.tokens.npy").read_bytes()
+    (out / "train.tokens.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="train.tokens.npy"):
+        load_split(out, "train")
+    (out / "val.tokens.npy").write_bytes(b"not an npy file")
+    with pytest.raises(ValueError, match="val.tokens.npy.*not a readable .npy"):
+        load_split(out, "val")
+    np.save(out / "test.tokens.npy", np.full((2, 3000), 9, dtype=np.uint8))
+    with pytest.raises(ValueError, match="base codes above 4"):
+        load_split(out, "test")
+
+
+def test_first_segment_censored_is_optional(tmp_path: Path) -> None:
+    out = generate_dataset(tmp_path / "d", **SMALL, seed=0)
+    assert not any(r.first_segment_censored for r in load_split(out, "train"))
+    _edit_meta(out, lambda m: _train(m).update(
+        first_segment_censored=[True, False, True, False, False]))
+    records = load_split(out, "train")
+    assert [r.first_segment_censored for r in records] == [True, False, True, False, False]
+    assert [r.last_segment_censored for r in records] == read_meta(out)["splits"]["train"][
+        "last_segment_censored"]

@@ -9,8 +9,10 @@ A dataset directory holds::
 
 ``meta.json["splits"][split]`` has ``num_sequences``, ``tokens_file``, ``segments`` (one list
 of ``[start, end_exclusive, label]`` per sequence, tiling ``[0, T)``),
-``last_segment_censored`` (per sequence: was the last segment cut at T) and
-``last_segment_drawn_length`` (its length before the cut). Per-position labels are not stored:
+``last_segment_censored`` (per sequence: was the last segment cut at T),
+``last_segment_drawn_length`` (its length before the cut) and, optionally,
+``first_segment_censored`` (per sequence: does the first segment continue before position 0,
+as in a window cut from a real genome; all False when absent). Per-position labels are not stored:
 they are the expansion of the segments. Files are written through a temporary name and
 renamed; ``meta.json`` is written last, so a directory with a ``meta.json`` is complete.
 See ``docs/data.md``.
@@ -45,7 +47,8 @@ class SequenceRecord:
     ``tokens``: uint8 (T,), codes A=0 C=1 G=2 T=3 N=4. ``labels``: int64 (T,).
     ``segments``: ``(start, end_exclusive, label)`` tiling ``[0, T)``, maximal runs of labels.
     ``last_segment_censored``: the last segment was cut at T (its true length is longer).
-    ``index``: position of the sequence in its split.
+    ``first_segment_censored``: the first segment began before position 0 (its true length
+    is longer). ``index``: position of the sequence in its split.
     """
 
     tokens: np.ndarray
@@ -53,6 +56,7 @@ class SequenceRecord:
     segments: list[tuple[int, int, int]]
     last_segment_censored: bool
     index: int
+    first_segment_censored: bool = False
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -163,35 +167,88 @@ def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load_split(data_dir: str | os.PathLike[str], split: str) -> list[SequenceRecord]:
-    """Load one split (``"train"``, ``"val"`` or ``"test"``) as a list of records.
-
-    Each :class:`SequenceRecord` has ``.tokens`` (uint8 (T,)), ``.labels`` (int64 (T,)) and
-    ``.segments`` (list of ``(start, end_exclusive, label)``).
-    """
-    meta = read_meta(data_dir)
-    splits = meta["splits"]
+def _split_info(meta: Mapping[str, Any], split: str, where: str) -> tuple[int, int, dict[str, Any]]:
+    """(num_sequences, seq_length, the split's entry) of ``meta``, checked: every per-sequence
+    list holds one entry per sequence. Errors are one line naming ``where`` (the meta file)."""
+    splits = meta.get("splits")
+    if not isinstance(splits, dict):
+        raise ValueError(f"{where} has no 'splits' object")
     if split not in splits:
         raise ValueError(f"unknown split {split!r}; this dataset has {sorted(splits)}")
     info = splits[split]
+    length, num_classes = meta.get("seq_length"), meta.get("num_classes")
+    for key, value in (("seq_length", length), ("num_classes", num_classes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+    n = info.get("num_sequences") if isinstance(info, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"{where}: splits.{split}.num_sequences must be an integer >= 0, got {n!r}")
+    if not isinstance(info.get("tokens_file"), str):
+        raise ValueError(f"{where}: splits.{split}.tokens_file is missing")
+    for key in ("segments", "last_segment_censored", "first_segment_censored"):
+        if key == "first_segment_censored" and key not in info:
+            continue
+        value = info.get(key)
+        if not isinstance(value, list) or len(value) != n:
+            got = f"{len(value)} entries" if isinstance(value, list) else repr(type(value).__name__)
+            raise ValueError(f"{where}: splits.{split}.{key} must list one entry per sequence "
+                             f"({n}), got {got}")
+        if key != "segments" and not all(isinstance(v, bool) for v in value):
+            raise ValueError(f"{where}: splits.{split}.{key} must hold true/false values")
+    return n, length, info
+
+
+def _segments(raw: Any, num_classes: int, where: str) -> list[tuple[int, int, int]]:
+    """One sequence's segment list as int triples, labels checked to lie in [0, num_classes)."""
+    try:
+        segments = [(int(s), int(e), int(c)) for s, e, c in raw]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a list of [start, end_exclusive, label]") from None
+    if any(not 0 <= c < num_classes for _, _, c in segments):
+        raise ValueError(f"{where} has a label outside [0, {num_classes})")
+    return segments
+
+
+def load_split(data_dir: str | os.PathLike[str], split: str) -> list[SequenceRecord]:
+    """Load one split (``"train"``, ``"val"`` or ``"test"``) as a list of records.
+
+    Each :class:`SequenceRecord` has ``.tokens`` (uint8 (T,)), ``.labels`` (int64 (T,)),
+    ``.segments`` (list of ``(start, end_exclusive, label)``) and the censoring flags. A
+    malformed directory raises ``ValueError`` (``FileNotFoundError`` for a missing file) with
+    a one-line message naming the file and what is wrong.
+    """
+    meta = read_meta(data_dir)
+    where = str(Path(data_dir) / META_FILE)
+    n, length, info = _split_info(meta, split, where)
     file = Path(data_dir) / info["tokens_file"]
     if not file.is_file():
         raise FileNotFoundError(f"token file {str(file)!r} of split {split!r} is missing")
-    tokens = np.load(file, allow_pickle=False)
-    n, length = info["num_sequences"], meta["seq_length"]
+    try:
+        tokens = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{str(file)!r} is not a readable .npy file: {err}") from None
     if tokens.dtype != np.uint8 or tokens.shape != (n, length):
         raise ValueError(f"{str(file)!r} holds {tokens.dtype} {tokens.shape}; "
                          f"meta.json says uint8 ({n}, {length})")
+    if tokens.size and int(tokens.max()) >= len(ALPHABET):
+        raise ValueError(f"{str(file)!r} has base codes above {len(ALPHABET) - 1} ({ALPHABET})")
+    first = info.get("first_segment_censored", [False] * n)
     records = []
     for i in range(n):
-        segments = [(int(s), int(e), int(c)) for s, e, c in info["segments"][i]]
+        seg_where = f"{where}: splits.{split}.segments[{i}]"
+        segments = _segments(info["segments"][i], int(meta["num_classes"]), seg_where)
+        try:
+            labels = labels_from_segments(segments, length)
+        except ValueError as err:
+            raise ValueError(f"{seg_where}: {err}") from None
         records.append(
             SequenceRecord(
                 tokens=tokens[i],
-                labels=labels_from_segments(segments, length),
+                labels=labels,
                 segments=segments,
-                last_segment_censored=bool(info["last_segment_censored"][i]),
+                last_segment_censored=info["last_segment_censored"][i],
                 index=i,
+                first_segment_censored=first[i],
             )
         )
     return records
