@@ -10,12 +10,14 @@ import argparse
 import logging
 import sys
 
-from semicrf.cli import compare, generate, run
+from semicrf.cli import compare, generate, import_genes, predict, run
 
 _COMMANDS = {
     "generate": (generate, "Generate a synthetic genome dataset with known ground truth."),
     "run": (run, "Train and evaluate the four models (softmax, linear, semicrf, semicrf_uniform)."),
     "compare": (compare, "Print and save the comparison table of one or more results dirs."),
+    "import": (import_genes, "Import real annotations (GenBank, or FASTA + GFF3) as a dataset."),
+    "predict": (predict, "Predict genes on FASTA sequences with a trained checkpoint (GFF3)."),
 }
 
 

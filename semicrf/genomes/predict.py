@@ -1,0 +1,171 @@
+"""Gene prediction on long sequences with a trained model (``semicrf predict``).
+
+A sequence is cut into windows of ``window`` bases overlapping by ``overlap``; each window is
+decoded (Viterbi for the CRF heads, arg-max for softmax) and its posterior marginals are
+computed. Consecutive windows are stitched inside their overlap at the agreeing position
+nearest its middle (where both windows predict the same label; the middle if none does), so
+every base takes the label of exactly one window. Genes are read off the stitched labels by
+:func:`~semicrf.genomes.annotation.transcripts_from_labels`, scored by the mean posterior
+marginals. With ``both_strands`` the reverse complement is decoded too, its genes mapped back
+to the minus strand, and of two genes on opposite strands that overlap the one with the
+higher score is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from semicrf.crf import api
+from semicrf.data.features import encode
+from semicrf.genomes.annotation import Transcript, reverse_complement, transcripts_from_labels
+from semicrf.genomes.readers import encode_bases
+from semicrf.models import SegmentationModel, SoftmaxHead
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model with the input features it was trained on (``"onehot"``/``"kmer"``)."""
+
+    model: SegmentationModel
+    features: str
+    num_labels: int
+    device: torch.device
+
+
+def load_predictor(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
+                   ) -> Predictor:
+    """A :class:`Predictor` from a ``checkpoints/{model}_best.pt`` of ``semicrf run``."""
+    from semicrf.train import TrainConfig, load_checkpoint
+
+    path = os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = TrainConfig(**state["config"])
+    except (KeyError, TypeError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{path!r} is not a semicrf checkpoint: {err}") from None
+    device = torch.device(device)
+    model = load_checkpoint(path, device)
+    model.eval()
+    return Predictor(model, cfg.features, cfg.num_labels, device)
+
+
+@torch.no_grad()
+def _decode_batch(pred: Predictor, tokens: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (B, n) int64 and marginals (B, n, C) float of equal-length token windows."""
+    feats = torch.from_numpy(np.stack([encode(t, pred.features) for t in tokens])).to(pred.device)
+    lengths = torch.full((len(tokens),), feats.shape[1], dtype=torch.int64, device=pred.device)
+    hidden = pred.model.encoder(feats, lengths)
+    head = pred.model.head
+    labels, _ = head.decode(hidden, lengths)
+    if isinstance(head, SoftmaxHead):
+        post = functional.softmax(head.projection(hidden).double(), dim=-1)
+    else:
+        post = api.marginals(head.scores(hidden), head.transition, head.duration, lengths,
+                             head.start, backend=head.backend)
+    return labels.cpu().numpy(), post.double().cpu().numpy()
+
+
+def window_bounds(length: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of overlapping windows covering ``[0, length)``; the last one is
+    aligned to the end (it may overlap its neighbour by more than ``overlap``)."""
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+    if length <= window:
+        return [(0, length)]
+    step = window - overlap
+    starts = list(range(0, length - window, step)) + [length - window]
+    return [(s, s + window) for s in starts]
+
+
+def _cut(prev: np.ndarray, nxt: np.ndarray, lo: int, hi: int) -> int:
+    """Stitch position in the overlap ``[lo, hi)``; ``prev`` and ``nxt`` are the two windows'
+    labels on it."""
+    agree = np.flatnonzero(prev == nxt)
+    mid = (hi - lo) // 2
+    if agree.size == 0:
+        return lo + mid
+    return lo + int(agree[np.argmin(np.abs(agree - mid))])
+
+
+def decode_sequence(pred: Predictor, tokens: np.ndarray, *, window: int = 20000,
+                    overlap: int = 2000, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Stitched labels (T,) int64 and marginals (T, C) of one token sequence (uint8 (T,))."""
+    bounds = window_bounds(int(tokens.size), window, overlap)
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(0, len(bounds), batch_size):
+        chunk = bounds[i:i + batch_size]  # equal lengths: all `window` long, or one window
+        labels, post = _decode_batch(pred, [tokens[s:e] for s, e in chunk])
+        results.extend(zip(labels, post))
+    labels = np.empty(tokens.size, dtype=np.int64)
+    post = np.empty((tokens.size, pred.num_labels))
+    at = 0
+    for j, ((s, e), (lab, mar)) in enumerate(zip(bounds, results)):
+        stop = e
+        if j + 1 < len(bounds):
+            ns, nlab = bounds[j + 1][0], results[j + 1][0]
+            lo = max(ns, at)  # the end-aligned last window may start before the previous cut
+            stop = _cut(lab[lo - s:], nlab[lo - ns:e - ns], lo, e)
+        labels[at:stop] = lab[at - s:stop - s]
+        post[at:stop] = mar[at - s:stop - s]
+        at = stop
+    return labels, post
+
+
+def _strand_genes(pred: Predictor, seqid: str, sequence: str, minus: bool, **kw: int
+                  ) -> list[Transcript]:
+    seq = reverse_complement(sequence) if minus else sequence
+    labels, post = decode_sequence(pred, encode_bases(seq, f"record {seqid!r}"), **kw)
+    genes = transcripts_from_labels(labels, seqid, marginals=post)
+    if minus:
+        genes = [g.reverse_complemented(len(sequence)) for g in genes]
+    return genes
+
+
+def _resolve_strands(plus: list[Transcript], minus: list[Transcript]) -> list[Transcript]:
+    kept = []
+    for g in plus + minus:
+        rivals = [h for h in (minus if g.strand == 1 else plus)
+                  if h.start < g.end and g.start < h.end]
+        if all((g.score or 0.0) > (h.score or 0.0) or
+               ((g.score or 0.0) == (h.score or 0.0) and g.strand == 1) for h in rivals):
+            kept.append(g)
+    return kept
+
+
+def predict_genes(
+    pred: Predictor,
+    sequences: Mapping[str, str],
+    *,
+    both_strands: bool = False,
+    window: int = 20000,
+    overlap: int = 2000,
+    batch_size: int = 4,
+) -> dict[str, list[Transcript]]:
+    """Predicted genes per sequence id, sorted by start, with IDs ``{seqid}.g{n}``."""
+    window_bounds(1, window, overlap)  # validates window / overlap
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = {}
+    kw = {"window": window, "overlap": overlap, "batch_size": batch_size}
+    for seqid, sequence in sequences.items():
+        genes = _strand_genes(pred, seqid, sequence, False, **kw)
+        if both_strands:
+            genes = _resolve_strands(genes, _strand_genes(pred, seqid, sequence, True, **kw))
+        genes.sort(key=lambda g: (g.start, g.end))
+        out[seqid] = [Transcript(gene_id=f"{seqid}.g{i + 1}", seqid=seqid, strand=g.strand,
+                                 cds=g.cds, exons=g.exons, score=g.score,
+                                 exon_scores=g.exon_scores, cds_scores=g.cds_scores)
+                      for i, g in enumerate(genes)]
+        log.info("%s: %d genes", seqid, len(out[seqid]))
+    return out
