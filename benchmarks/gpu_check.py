@@ -40,6 +40,26 @@ START = time.perf_counter()
 NAMES = ("scores", "transition", "duration", "lengths", "start")  # positional API order
 
 
+class _Reference:
+    """The reference backend with the positional calls of ``triton_backend``."""
+
+    @staticmethod
+    def log_partition(scores, transition, duration, lengths, start=None, allowed=None):
+        from semicrf.crf.likelihood import masked_log_partition
+
+        return masked_log_partition(scores, transition, duration, lengths, start, allowed,
+                                    "reference")
+
+    @staticmethod
+    def viterbi(*args):
+        import semicrf
+
+        return semicrf.viterbi(*args, backend="reference")
+
+
+reference = _Reference()
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     default_out = Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else Path(
         "gpu_check.json")
@@ -148,7 +168,6 @@ def environment(args) -> dict:
 
 
 def correctness(args) -> dict:
-    from semicrf.crf import autograd as reference
     from semicrf.crf import triton_backend
     from semicrf.crf.api import segmentation_score
 
@@ -239,7 +258,9 @@ def _time_triton(args, dtype) -> dict:
         z = triton_backend.log_partition(leaves[0], leaves[1], leaves[2], inp["lengths"], leaves[3])
         return torch.autograd.grad(z.sum(), leaves)
 
-    problem = triton_backend._problem(*plain, None, None)
+    from semicrf.crf import streaming
+
+    problem = triton_backend._problem(streaming.prepare(*plain), None)
     return dict(
         forward=timed(forward, args.device, args.repeats),
         forward_backward=timed(forward_backward, args.device, args.repeats),
@@ -366,7 +387,6 @@ def large_offsets(args) -> dict:
     """Forward and Viterbi sweeps with B * C * (T + 1) > 2^31 elements per buffer, checked on
     the last sequences against the reference. Builds the prefix sums directly (no scores
     tensor) to stay within ~60 GiB."""
-    from semicrf.crf import autograd as reference
     from semicrf.crf import triton_kernels as k
 
     labels, length, max_len = 2, 16, 3
@@ -412,12 +432,12 @@ def tuning(args) -> dict:
     """Forward-sweep time for other warp counts / window chunks (data for tuning _blocks)."""
     import dataclasses
 
-    from semicrf.crf import triton_backend, triton_kernels
+    from semicrf.crf import streaming, triton_backend, triton_kernels
 
     out = {}
     for label, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         inp = make_inputs(args, dtype)
-        base = triton_backend._problem(*(inp[k] for k in NAMES), None, None)
+        base = triton_backend._problem(streaming.prepare(*(inp[k] for k in NAMES)), None)
         for num_warps in (4, 8, 16):
             for block_k in (None, 256):
                 if elapsed() > args.budget_s:

@@ -3,9 +3,14 @@
 ========================  ===================================================
 ``softmax``               per-position softmax (cross-entropy), no structure
 ``linear``                linear-chain CRF: a Semi-CRF head with K = 1
-``semicrf``               Semi-CRF head, K = ``max_duration``, learned duration table
-``semicrf_uniform``       same K, duration table fixed at zero and never trained
+``semicrf``               Semi-CRF head (runs semantics), K = ``max_duration``, learned
+                          duration scores (table or smooth) and geometric tail
+``semicrf_uniform``       same head, duration table and tail fixed at zero, never trained
 ========================  ===================================================
+
+In runs semantics a zero duration model is not "no length model" but a geometric one (the
+emission bias times the length), which is what a linear-chain CRF or an HMM assumes: the
+benchmark compares learned explicit durations with geometric ones.
 
 All share the encoder architecture and sizes; every model maps features (B, T, D) and
 lengths (B,) to a loss (a scalar, NLL per position) or to decoded labels (B, T).
@@ -71,8 +76,9 @@ class SegmentationModel(nn.Module):
         return self.head.loss(hidden, lengths, labels), decoded
 
     def duration_table(self) -> Tensor | None:
-        """The head's (K, C) duration table, or None for the softmax model."""
-        return getattr(self.head, "duration", None)
+        """The head's (K, C) duration scores, or None for the softmax model."""
+        scores = getattr(self.head, "duration_scores", None)
+        return None if scores is None else scores()
 
 
 def build_model(
@@ -85,6 +91,7 @@ def build_model(
     num_layers: int,
     max_duration: int,
     crf_backend: str = "auto",
+    duration_form: str = "table",
 ) -> SegmentationModel:
     """One of :data:`MODEL_NAMES` on a fresh encoder (``encoder`` names the architecture)."""
     if name not in MODEL_NAMES:
@@ -97,8 +104,10 @@ def build_model(
     if name == "softmax":
         head: nn.Module = SoftmaxHead(hidden_dim, num_labels)
     elif name == "linear":
-        head = SemiCRFHead(hidden_dim, num_labels, 1, duration="learned", backend=crf_backend)
+        head = SemiCRFHead(hidden_dim, num_labels, 1, duration="learned", backend=crf_backend,
+                           semantics="segments")
     else:
         mode = "learned" if name == "semicrf" else "uniform"
-        head = SemiCRFHead(hidden_dim, num_labels, max_duration, duration=mode, backend=crf_backend)
+        head = SemiCRFHead(hidden_dim, num_labels, max_duration, duration=mode, backend=crf_backend,
+                           duration_form=duration_form)
     return SegmentationModel(name, body, head)

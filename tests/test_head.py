@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import brute_force as bf
+import brute_force_runs as bfr
 import pytest
 import torch
 
 from semicrf import SemiCRFHead
 
 
-def _head(duration="learned", max_duration=3, labels=3, hidden=4):
+def _head(duration="learned", max_duration=3, labels=3, hidden=4, **kw):
     torch.manual_seed(0)
-    head = SemiCRFHead(hidden, labels, max_duration, duration=duration).double()
+    head = SemiCRFHead(hidden, labels, max_duration, duration=duration, **kw).double()
     with torch.no_grad():
         for p in head.parameters():
             p.normal_()
@@ -27,7 +28,7 @@ def test_uniform_duration_is_a_fixed_zero_buffer():
 
 def test_run_longer_than_k_is_the_sum_over_all_its_splits():
     """A run of 5 positions with K = 2: P(y) sums every split of the run into 1s and 2s."""
-    head = _head(max_duration=2)
+    head = _head(max_duration=2, semantics="segments")
     hidden = torch.randn(1, 6, 4, dtype=torch.float64)
     labels = torch.tensor([[1, 1, 1, 1, 1, 0]])
     nll = head.nll(hidden, torch.tensor([6]), labels)
@@ -81,7 +82,42 @@ def test_training_steps_reduce_the_loss(duration):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
-    assert torch.all(head.duration == 0) == (duration == "uniform")
+    assert torch.all(head.duration_scores() == 0) == (duration == "uniform")
+
+
+def test_runs_head_scores_the_labelling_with_a_censored_last_run():
+    """Default head: runs semantics, learned tail < 0, the last run censored (generator data)."""
+    head = _head(max_duration=2)
+    assert head.semantics == "runs" and bool((head.tail() < 0).all())
+    hidden = torch.randn(1, 6, 4, dtype=torch.float64)
+    labels = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    nll = head.nll(hidden, torch.tensor([6]), labels)
+    scores = head.scores(hidden)[0].detach()
+    args = (scores, head.transition.detach(), head.duration_scores().detach(), head.start.detach(),
+            head.tail().detach())
+    all_sc = bfr.all_scores(*args, 6, (False, True))
+    gold = bfr.labelling_score(*args, (1, 1, 1, 1, 1, 0), (False, True))
+    torch.testing.assert_close(nll[0], torch.logsumexp(all_sc, 0) - gold, atol=1e-9, rtol=0)
+
+
+def test_uniform_runs_head_has_no_length_parameters():
+    head = SemiCRFHead(4, 3, 5, duration="uniform")
+    names = {n for n, _ in head.named_parameters()}
+    assert names == {"projection.weight", "projection.bias", "transition", "start"}
+    assert torch.all(head.tail() == 0)
+
+
+def test_smooth_duration_form_trains_and_gives_posterior_durations():
+    torch.manual_seed(2)
+    head = SemiCRFHead(5, 3, 8, duration_form="smooth")
+    assert head.duration_scores().shape == (8, 3)
+    assert "duration_weights" in {n for n, _ in head.named_parameters()}
+    hidden = torch.randn(2, 20, 5)
+    labels = (hidden[..., 0] > 0).long()
+    head.loss(hidden, torch.tensor([20, 15]), labels).backward()
+    assert head.duration_weights.grad.abs().sum() > 0 and head.tail_raw.grad.abs().sum() > 0
+    counts = head.posterior_durations(hidden, torch.tensor([20, 15]))
+    assert counts.shape == (2, 8, 3) and bool((counts >= 0).all())
 
 
 def test_bad_construction():
@@ -89,3 +125,7 @@ def test_bad_construction():
         SemiCRFHead(4, 3, 0)
     with pytest.raises(ValueError, match="duration"):
         SemiCRFHead(4, 3, 5, duration="poisson")
+    with pytest.raises(ValueError, match="semantics"):
+        SemiCRFHead(4, 3, 5, semantics="run")
+    with pytest.raises(ValueError, match="duration_form"):
+        SemiCRFHead(4, 3, 5, duration_form="spline")

@@ -29,9 +29,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import semicrf  # noqa: E402
-from semicrf.crf import api, triton_backend, triton_kernels  # noqa: E402
-from semicrf.crf import autograd as reference  # noqa: E402
-from semicrf.crf.likelihood import gold_mask, label_nll  # noqa: E402
+from semicrf.crf import api, streaming, triton_backend, triton_kernels  # noqa: E402
+from semicrf.crf.likelihood import gold_mask, label_nll, masked_log_partition  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = 1e-9
@@ -45,6 +44,14 @@ if DEVICE == "cpu":
     if not isinstance(triton_kernels._forward_kernel, InterpretedFunction):
         pytest.skip("semicrf.crf.triton_kernels was imported before TRITON_INTERPRET=1 was set",
                     allow_module_level=True)
+
+
+def masked_log_partition_ref(scores, transition, duration, lengths, start=None, allowed=None):
+    return masked_log_partition(scores, transition, duration, lengths, start, allowed, "reference")
+
+
+def reference_viterbi(*args):
+    return semicrf.viterbi(*args, backend="reference")
 
 
 def _on_device(case):
@@ -160,12 +167,12 @@ def test_larger_input_matches_reference_with_chunked_window():
     case = _case(3, 40, 13, 4, seed=21)
     weights = _weights(3, 2)
     log_z, grads = _grads(_triton(block_k=4), case, weights)
-    want_z, want_grads = _grads(reference.log_partition, case, weights)
+    want_z, want_grads = _grads(masked_log_partition_ref, case, weights)
     _close(log_z, want_z)
     for got, want in zip(grads, want_grads):
         _close(got, want)
     best, paths = triton_backend.viterbi(*case.args, block_k=4)
-    want_best, want_paths = reference.viterbi(*case.args)
+    want_best, want_paths = reference_viterbi(*case.args)
     _close(best, want_best)
     assert paths == want_paths
 
@@ -184,7 +191,7 @@ def test_gold_partition_equals_enumeration_and_reference(shape):
     allowed = gold_mask(y, cpu.lengths, labels)
     weights = _weights(batch, seed)
     log_z, grads = _grads(_triton(block_k), _on_device(cpu), weights, allowed.to(DEVICE))
-    want_z, want_grads = _grads(reference.log_partition, cpu, weights.cpu(), allowed)
+    want_z, want_grads = _grads(masked_log_partition_ref, cpu, weights.cpu(), allowed)
     _close(log_z.cpu(), want_z)
     for got, want in zip(grads, want_grads):
         _close(got.cpu(), want)
@@ -217,13 +224,13 @@ def test_float32_inputs_close_to_reference():
     case = _case(2, 40, 12, 3, seed=9, dtype=torch.float32)
     weights = _weights(2, 0).float()
     log_z, grads = _grads(_triton(), case, weights)
-    want_z, want_grads = _grads(reference.log_partition, case, weights)
+    want_z, want_grads = _grads(masked_log_partition_ref, case, weights)
     assert log_z.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
     torch.testing.assert_close(log_z, want_z, atol=1e-4, rtol=1e-6)
     for got, want in zip(grads, want_grads):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     best, paths = triton_backend.viterbi(*case.args)
-    want_best, want_paths = reference.viterbi(*case.args)
+    want_best, want_paths = reference_viterbi(*case.args)
     torch.testing.assert_close(best, want_best, atol=1e-4, rtol=1e-6)
     assert paths == want_paths
 
@@ -248,8 +255,11 @@ def test_viterbi_traceback_covers_many_segments():
 def test_auto_dispatch():
     case = _case(1, 3, 2, 2, seed=0)
     chosen = api.select_backend("auto", case.scores)
-    assert chosen is (triton_backend if DEVICE == "cuda" else reference)
-    assert api.select_backend("triton", case.scores) is triton_backend
+    assert chosen is (triton_backend.BACKEND if DEVICE == "cuda" else streaming)
+    assert api.select_backend("triton", case.scores) is triton_backend.BACKEND
+    with pytest.raises(ValueError, match="semantics"):
+        api.select_backend("triton", case.scores, "runs")
+    assert api.select_backend("auto", case.scores, "runs") is streaming
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="CPU tensors are only refused outside the interpreter")
@@ -318,8 +328,8 @@ def test_batch_offsets_beyond_int32():
         lo=None, hi=None, f32_exp=False)
     tail = slice(batch - 3, batch)
     scores = prefix[tail].diff(dim=2).transpose(1, 2).contiguous()
-    want = reference.log_partition(scores, transition, duration, lengths[tail])
-    want_best, _ = reference.viterbi(scores, transition, duration, lengths[tail])
+    want = masked_log_partition_ref(scores, transition, duration, lengths[tail])
+    want_best, _ = reference_viterbi(scores, transition, duration, lengths[tail])
     got = triton_kernels.forward(problem).log_z[tail]
     _close(got, want)
     _close(triton_kernels.viterbi(problem).best[tail], want_best)

@@ -1,33 +1,48 @@
 """The public functional API of the Semi-CRF (the model contract).
 
-A segmentation tiles [0, L) with segments [s, e), 1 <= e - s <= K, each with a label; its
-score is, over segments (s, e, c) with previous label c'::
+Two semantics (keyword ``semantics``):
+
+``"segments"`` (the default, unchanged since the first release): a segmentation tiles
+[0, L) with segments [s, e), 1 <= e - s <= K, each with a label; consecutive segments may
+share a label (so a label run has many segmentations, and K = 1 is a linear-chain CRF). A
+segmentation's score is, over segments (s, e, c) with previous label c'::
 
     sum_{t=s}^{e-1} scores[t, c] + duration[e - s - 1, c]
         + (start[c] if s == 0 else transition[c', c])
 
+``"runs"``: segments are maximal runs -- consecutive segments have different labels, so
+every labelling has exactly one segmentation, ``log_partition`` sums over labellings and
+``viterbi`` returns the best labelling. A run of label c and length L (any L >= 1) scores
+its emissions + ``dur(L, c)`` + (``start[c]`` first, else ``transition[c', c]``, c' != c;
+the diagonal is unused), with ``dur(L, c) = duration[L-1, c]`` for L <= K and
+``duration[K-1, c] + (L - K) * tail[c]`` beyond (a geometric tail; ``tail`` (C,), None =
+zeros). ``censored`` (B, 2) bool (None = no censoring) marks the first (column 0) / last
+(column 1) run as cut by the window: such a run scores the log-survival
+``log sum_{d >= L} exp(dur(d, c))`` instead of ``dur(L, c)``, and a run cut at both ends
+(the whole window) ``log sum_{d >= L} (d - L + 1) exp(dur(d, c))``. These are finite only
+for ``tail < 0``: a censored run with a non-negative tail is a ``ValueError``. (A model
+without a length distribution -- table and tail zero -- has nothing to censor: pass None.)
+
 Shapes: scores (B, T, C) float32/float64; transition (C, C) indexed [src, dst]; duration
 (K, C) with row d - 1 for length d; start (C,) or None (zeros); lengths (B,) integer in
-[1, T]. Consecutive segments may share a label, so K = 1 is a linear-chain CRF.
-All sums run in float64; results come back in the dtype of ``scores``.
+[1, T]. All sums run in float64; results come back in the dtype of ``scores``.
+Gradients flow to scores, transition, duration, start and tail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
 
 import torch
 from torch import Tensor
 
-from semicrf.crf import autograd as reference
-from semicrf.crf import traced
-from semicrf.crf.checks import Segment, check_inputs, check_segments
+from semicrf.crf import autograd, scoring, streaming, traced
+from semicrf.crf.checks import Segment, check_inputs, check_segments, check_semantics
 
 BACKENDS = ("auto", "reference", "triton")
 
 
-def _triton_module() -> ModuleType | None:
+def _triton_backend():
     try:
         from semicrf.crf import triton_backend
     except ImportError:
@@ -35,21 +50,36 @@ def _triton_module() -> ModuleType | None:
     return triton_backend if triton_backend.available() else None
 
 
-def select_backend(backend: str, scores: Tensor) -> ModuleType:
-    """Resolve ``backend``: "auto" picks Triton on CUDA when it is installed, else reference."""
+def select_backend(backend: str, scores: Tensor, semantics: str = "segments") -> autograd.Backend:
+    """Resolve ``backend``: "auto" picks Triton on CUDA when it is installed and supports
+    ``semantics``, else the reference sweeps."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
-        return reference
-    module = _triton_module()
+        return streaming
+    module = _triton_backend()
     if backend == "auto":
-        return module if module is not None and scores.is_cuda else reference
+        usable = module is not None and scores.is_cuda and semantics in module.SEMANTICS
+        return module.BACKEND if usable else streaming
     if module is None:
         raise ValueError(
             "backend='triton' needs the triton package (pip install 'semicrf[gpu]') and a CUDA "
             "device, or TRITON_INTERPRET=1 for the CPU interpreter"
         )
-    return module
+    if semantics not in module.SEMANTICS:
+        raise ValueError(f"backend='triton' supports semantics {module.SEMANTICS}, not {semantics!r}")
+    return module.BACKEND
+
+
+def _prepared(scores, transition, duration, lengths, start, semantics, tail, censored, backend):
+    batch, _, labels, _ = check_inputs(scores, transition, duration, lengths, start)
+    check_semantics(semantics, tail, censored, batch, labels, scores.device)
+    chosen = select_backend(backend, scores, semantics)
+    model = streaming.prepare(
+        scores, transition, duration, lengths, start, semantics=semantics, tail=tail,
+        censored=censored,
+    )
+    return chosen, model
 
 
 def log_partition(
@@ -59,14 +89,19 @@ def log_partition(
     lengths: Tensor,
     start: Tensor | None = None,
     *,
+    semantics: str = "segments",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """log-sum-exp of the score over all segmentations of each sequence -> (B,).
 
-    Differentiable w.r.t. scores, transition, duration and start (hand-written backward).
+    Differentiable w.r.t. scores, transition, duration, start and tail (hand-written backward).
     """
-    check_inputs(scores, transition, duration, lengths, start)
-    return select_backend(backend, scores).log_partition(scores, transition, duration, lengths, start)
+    chosen, model = _prepared(
+        scores, transition, duration, lengths, start, semantics, tail, censored, backend
+    )
+    return autograd.log_partition(chosen, model, scores, transition, duration, start, tail)
 
 
 def viterbi(
@@ -76,15 +111,21 @@ def viterbi(
     lengths: Tensor,
     start: Tensor | None = None,
     *,
+    semantics: str = "segments",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
     backend: str = "auto",
-) -> tuple[Tensor, list[list[tuple[int, int, int]]]]:
+) -> tuple[Tensor, list[list[Segment]]]:
     """Best segmentation: scores (B,) and, per sequence, segments (start, end_exclusive, label).
 
-    The traceback covers the whole length, however long. Not differentiable.
+    With ``semantics="runs"`` the segments are the maximal runs of the best labelling. The
+    traceback covers the whole length, however long. Not differentiable.
     """
-    check_inputs(scores, transition, duration, lengths, start)
+    chosen, model = _prepared(
+        scores, transition, duration, lengths, start, semantics, tail, censored, backend
+    )
     with torch.no_grad():
-        return select_backend(backend, scores).viterbi(scores, transition, duration, lengths, start)
+        return autograd.viterbi(chosen, model, scores.dtype)
 
 
 def marginals(
@@ -94,6 +135,9 @@ def marginals(
     lengths: Tensor,
     start: Tensor | None = None,
     *,
+    semantics: str = "segments",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """Posterior P(position t has label c) -> (B, T, C), zero beyond each length.
@@ -101,22 +145,52 @@ def marginals(
     Equal to d log Z / d scores. When an input requires grad the result is differentiable;
     that path traces the recursion with autograd (O(T K C) memory): use it on small inputs.
     """
-    check_inputs(scores, transition, duration, lengths, start)
-    inputs = [x for x in (scores, transition, duration, start) if x is not None]
+    chosen, model = _prepared(
+        scores, transition, duration, lengths, start, semantics, tail, censored, backend
+    )
+    inputs = [x for x in (scores, transition, duration, start, tail) if x is not None]
     if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
         leaf = scores if scores.requires_grad else scores.detach().requires_grad_()
-        log_z = traced.log_partition(leaf, transition, duration, lengths, start)
+        log_z = traced.log_partition(
+            leaf, transition, duration, lengths, start, semantics=semantics, tail=tail,
+            censored=censored,
+        )
         (grad,) = torch.autograd.grad(log_z.sum(), leaf, create_graph=True)
         return grad
-    module = select_backend(backend, scores)
-    with torch.enable_grad():
-        leaf = scores.detach().requires_grad_()
-        log_z = module.log_partition(
-            leaf, transition.detach(), duration.detach(), lengths,
-            None if start is None else start.detach(),
-        )
-        (grad,) = torch.autograd.grad(log_z.sum(), leaf)
-    return grad
+    state = chosen.forward(model)
+    ones = torch.ones_like(state.log_z)
+    grads = chosen.backward(model, state, ones, False, duration.shape[0])
+    return grads.scores.to(scores.dtype)
+
+
+def posterior_durations(
+    scores: Tensor,
+    transition: Tensor,
+    duration: Tensor,
+    lengths: Tensor,
+    start: Tensor | None = None,
+    *,
+    semantics: str = "runs",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
+) -> Tensor:
+    """Expected number of complete runs of each length and label per sequence -> (B, K, C).
+
+    Row d - 1 counts runs of length exactly d <= min(K, T) that are not censored (censored
+    runs have no observed length; runs longer than K are not counted). This is the model's
+    own length distribution on these inputs, free of the tilt that makes the raw table
+    unidentifiable; it is the window part of d log Z / d duration, from one forward and one
+    backward sweep (reference backend). Not differentiable.
+    """
+    _, model = _prepared(
+        scores, transition, duration, lengths, start, semantics, tail, censored, "reference"
+    )
+    fwd = streaming.forward_sweep(model)
+    mass = streaming.backward_sweep(model, fwd, with_duration=True).duration_mass
+    counts = torch.zeros(scores.shape[0], duration.shape[0], scores.shape[2], dtype=torch.float64,
+                         device=scores.device)
+    counts[:, : mass.shape[2]] = mass.transpose(1, 2)
+    return counts
 
 
 def segmentation_score(
@@ -125,26 +199,24 @@ def segmentation_score(
     duration: Tensor,
     segments: Sequence[Sequence[Segment]],
     start: Tensor | None = None,
+    *,
+    semantics: str = "segments",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
 ) -> Tensor:
     """Score (B,) of one given segmentation per sequence; differentiable.
 
-    ``segments[b]`` lists (start, end_exclusive, label) tiling [0, L_b) in order.
+    ``segments[b]`` lists (start, end_exclusive, label) tiling [0, L_b) in order; with
+    ``semantics="runs"`` they must be maximal runs (adjacent labels differ) and L_b is the
+    end of the last one (where a censored last run is cut).
     """
     batch, length, labels, max_len = check_inputs(scores, transition, duration, None, start)
-    check_segments(segments, batch, length, labels, max_len)
-    dev = scores.device
-    rows = [(b, int(s), int(e), int(c)) for b, segs in enumerate(segments) for s, e, c in segs]
-    idx = torch.tensor(rows, dtype=torch.int64, device=dev)
-    seq, begin, end, label = idx.unbind(1)
-    f64 = torch.float64
-    prefix = torch.cat(
-        [scores.new_zeros(batch, 1, labels, dtype=f64), torch.cumsum(scores.to(f64), dim=1)], dim=1
+    check_semantics(semantics, tail, censored, batch, labels, scores.device)
+    check_segments(segments, batch, length, labels, max_len, semantics)
+    tensors = scoring.segment_tensors([list(s) for s in segments], scores.device)
+    lengths = torch.tensor([int(segs[-1][1]) for segs in segments], device=scores.device)
+    total = scoring.score_segments(
+        scores, transition, duration, start, tensors, lengths, semantics=semantics, tail=tail,
+        censored=censored,
     )
-    emission = prefix[seq, end, label] - prefix[seq, begin, label]
-    dur = duration.to(f64)[end - begin - 1, label]
-    first = begin == 0
-    prev_label = torch.roll(label, 1)  # previous segment of the same sequence when not first
-    start64 = torch.zeros(labels, dtype=f64, device=dev) if start is None else start.to(f64)
-    link = torch.where(first, start64[label], transition.to(f64)[prev_label, label])
-    total = torch.zeros(batch, dtype=f64, device=dev).index_add(0, seq, emission + dur + link)
     return total.to(scores.dtype)

@@ -1,75 +1,89 @@
-"""``torch.autograd.Function`` glue for the reference streaming sweeps.
+"""The one ``torch.autograd.Function`` of the Semi-CRF, shared by every backend.
 
-The forward runs one sweep and keeps O(T C) float64 state; the hand-written backward runs
-the mirrored sweep and evaluates the posterior expectations. No autograd graph is built
+A backend is any object with three methods over a prepared :class:`streaming.Model64`
+(float64, label-major, inputs already validated by :mod:`semicrf.crf.api`):
+
+* ``forward(model) -> state`` with ``state.log_z`` (B,) float64;
+* ``backward(model, state, grad_log_z, with_duration, full_max_len) -> streaming.Gradients``
+  (posterior expectations weighted by ``grad_log_z`` and summed over the batch);
+* ``viterbi(model) -> streaming.ViterbiSweep`` (back-pointers, traced back on the host).
+
+The forward keeps the backend's O(T C) state; the backward never builds an autograd graph
 over the T steps.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import torch
 from torch import Tensor
 
 from semicrf.crf import streaming
+from semicrf.crf.checks import Segment
+
+
+class Backend(Protocol):
+    def forward(self, model: streaming.Model64) -> Any: ...
+
+    def backward(
+        self, model: streaming.Model64, state: Any, grad_log_z: Tensor, with_duration: bool,
+        full_max_len: int,
+    ) -> streaming.Gradients: ...
+
+    def viterbi(self, model: streaming.Model64) -> streaming.ViterbiSweep: ...
+
+
+def _cast(grad: Tensor | None, like: Tensor | None, needed: bool) -> Tensor | None:
+    if like is None or not needed or grad is None:
+        return None
+    return grad.to(like.dtype)
 
 
 class LogPartition(torch.autograd.Function):
-    """log Z (B,) of the Semi-CRF; differentiable w.r.t. scores, transition, duration, start."""
+    """log Z (B,); differentiable w.r.t. scores, transition, duration, start and tail."""
 
     @staticmethod
-    def forward(
-        ctx,
-        scores: Tensor,
-        transition: Tensor,
-        duration: Tensor,
-        start: Tensor | None,
-        lengths: Tensor,
-        allowed: Tensor | None,
-    ) -> Tensor:
-        model = streaming.prepare(scores, transition, duration, lengths, start, allowed)
-        fwd = streaming.forward_sweep(model)
-        ctx.model, ctx.fwd = model, fwd
-        ctx.dtypes = (scores.dtype, transition.dtype, duration.dtype)
-        ctx.start_dtype = None if start is None else start.dtype
-        ctx.max_len = duration.shape[0]
-        return fwd.log_z.to(scores.dtype)
+    def forward(ctx, backend, model, scores, transition, duration, start, tail):
+        state = backend.forward(model)
+        ctx.backend, ctx.model, ctx.state = backend, model, state
+        ctx.inputs = (scores, transition, duration, start, tail)
+        return state.log_z.to(scores.dtype)
 
     @staticmethod
     def backward(ctx, grad_log_z: Tensor):
-        bwd = streaming.backward_sweep(ctx.model, ctx.fwd, with_duration=ctx.needs_input_grad[2])
-        grads = streaming.gradients(ctx.model, ctx.fwd, bwd, grad_log_z, ctx.max_len)
-        scores_dtype, transition_dtype, duration_dtype = ctx.dtypes
-        grad_start = None if ctx.start_dtype is None else grads.start.to(ctx.start_dtype)
+        scores, transition, duration, start, tail = ctx.inputs
+        need = ctx.needs_input_grad[2:]
+        grads = ctx.backend.backward(
+            ctx.model, ctx.state, grad_log_z, need[2] or need[4], duration.shape[0]
+        )
         return (
-            grads.scores.to(scores_dtype),
-            grads.transition.to(transition_dtype),
-            grads.duration.to(duration_dtype),
-            grad_start,
             None,
             None,
+            _cast(grads.scores, scores, need[0]),
+            _cast(grads.transition, transition, need[1]),
+            _cast(grads.duration, duration, need[2]),
+            _cast(grads.start, start, need[3]),
+            _cast(grads.tail, tail, need[4]),
         )
 
 
 def log_partition(
+    backend: Backend,
+    model: streaming.Model64,
     scores: Tensor,
     transition: Tensor,
     duration: Tensor,
-    lengths: Tensor,
-    start: Tensor | None = None,
-    allowed: Tensor | None = None,
+    start: Tensor | None,
+    tail: Tensor | None,
 ) -> Tensor:
-    """Reference-backend log partition (B,), optionally restricted by ``allowed`` (B, T, C)."""
-    return LogPartition.apply(scores, transition, duration, start, lengths, allowed)
+    """log Z (B,) of a prepared model; the tensors are the differentiable originals."""
+    return LogPartition.apply(backend, model, scores, transition, duration, start, tail)
 
 
 def viterbi(
-    scores: Tensor,
-    transition: Tensor,
-    duration: Tensor,
-    lengths: Tensor,
-    start: Tensor | None = None,
-) -> tuple[Tensor, list[list[tuple[int, int, int]]]]:
-    """Reference-backend Viterbi: best scores (B,) and segments (start, end_exclusive, label)."""
-    model = streaming.prepare(scores, transition, duration, lengths, start)
-    sweep = streaming.viterbi_sweep(model)
-    return sweep.best.to(scores.dtype), streaming.traceback(sweep, model.lengths)
+    backend: Backend, model: streaming.Model64, dtype: torch.dtype
+) -> tuple[Tensor, list[list[Segment]]]:
+    """Best scores (B,) in ``dtype`` and segments (start, end_exclusive, label) per sequence."""
+    sweep = backend.viterbi(model)
+    return sweep.best.to(dtype), streaming.traceback(sweep, model.lengths)

@@ -62,6 +62,47 @@ def check_inputs(
     return batch, length, num_labels, duration.shape[0]
 
 
+SEMANTICS = ("segments", "runs")
+
+
+def check_semantics(
+    semantics: str, tail: Tensor | None, censored: Tensor | None, batch: int, num_labels: int,
+    device: torch.device,
+) -> None:
+    """``semantics`` in SEMANTICS; ``tail`` (C,) and ``censored`` (B, 2) bool only for "runs".
+
+    A censored run scores the log-survival of the length model, finite only when every
+    ``tail`` entry is negative (a continuation probability below one).
+    """
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
+    if semantics == "segments":
+        for name, value in (("tail", tail), ("censored", censored)):
+            if value is not None:
+                raise ValueError(f"{name} is used only with semantics='runs'; pass None")
+        return
+    if tail is not None:
+        _check_float("tail", tail)
+        if tuple(tail.shape) != (num_labels,):
+            raise ValueError(f"tail must have shape (C,) = ({num_labels},), got {tuple(tail.shape)}")
+        if tail.device != device:
+            raise ValueError(f"tail is on {tail.device} but scores is on {device}")
+    if censored is None:
+        return
+    if not isinstance(censored, Tensor) or censored.dtype != torch.bool:
+        raise ValueError("censored must be a bool tensor of shape (B, 2)")
+    if tuple(censored.shape) != (batch, 2):
+        raise ValueError(f"censored must have shape (B, 2) = ({batch}, 2), got {tuple(censored.shape)}")
+    if censored.device != device:
+        raise ValueError(f"censored is on {censored.device} but scores is on {device}")
+    if bool(censored.any()) and (tail is None or bool((tail >= 0).any())):
+        raise ValueError(
+            "censored runs need tail < 0 for every label (their score, the log-survival "
+            "log sum_{d >= L} exp(dur(d)), is infinite otherwise); pass censored=None for a "
+            "model without a length distribution"
+        )
+
+
 def check_lengths(lengths: Tensor, batch: int, length: int, device: torch.device) -> None:
     """lengths must be an integer tensor of shape (B,) with values in [1, T]."""
     if not isinstance(lengths, Tensor):
@@ -78,9 +119,11 @@ def check_lengths(lengths: Tensor, batch: int, length: int, device: torch.device
 
 
 def check_segments(
-    segments: Sequence[Sequence[Segment]], batch: int, length: int, num_labels: int, max_len: int
+    segments: Sequence[Sequence[Segment]], batch: int, length: int, num_labels: int, max_len: int,
+    semantics: str = "segments",
 ) -> None:
-    """Each sequence's segments must tile [0, L) with lengths in [1, K] and labels in [0, C)."""
+    """Each sequence's segments must tile [0, L) with labels in [0, C): lengths in [1, K]
+    ("segments") or maximal runs, adjacent labels different, of any length ("runs")."""
     if len(segments) != batch:
         raise ValueError(f"segments must hold one list per sequence ({batch}), got {len(segments)}")
     for b, segs in enumerate(segments):
@@ -95,7 +138,15 @@ def check_segments(
                 raise ValueError(
                     f"segments[{b}] does not tile [0, L): segment {i} starts at {s}, expected {position}"
                 )
-            if not 1 <= e - s <= max_len:
+            if semantics == "runs":
+                if e - s < 1:
+                    raise ValueError(f"segments[{b}][{i}] = {seg!r} has length {e - s} < 1")
+                if i > 0 and int(segs[i - 1][2]) == c:
+                    raise ValueError(
+                        f"segments[{b}][{i - 1}] and [{i}] share label {c}: with semantics='runs' "
+                        "segments are maximal runs (adjacent labels differ)"
+                    )
+            elif not 1 <= e - s <= max_len:
                 raise ValueError(
                     f"segments[{b}][{i}] = {seg!r} has length {e - s}, outside [1, K = {max_len}]"
                 )

@@ -1,14 +1,18 @@
 """Label likelihood: the normalised NLL of a per-position labelling under the Semi-CRF.
 
-A labelling y whose runs may be longer than K has many segmentations (a run is any
-concatenation of segments of its label, joined by self-transitions). Its probability is
-the total probability of all segmentations consistent with y:
+``runs`` semantics (the head's default): every labelling has exactly one segmentation (its
+maximal runs), so ``NLL(y) = log Z - score(runs of y)``, the gold score in closed form: one
+sweep per batch.
+
+``segments`` semantics: a labelling y whose runs may be longer than K has many
+segmentations (a run is any concatenation of segments of its label, joined by
+self-transitions). Its probability is the total probability of all of them::
 
     NLL(y) = log Z - log Z(y),   Z(y) = sum over segmentations whose every segment lies
-                                        inside one run of y and carries that run's label.
+                                        inside one run of y and carries that run's label,
 
-``log Z(y)`` is the same forward pass restricted by a mask, so NLL >= 0 always and the
-probabilities of all labellings sum to one. No splitting rule is needed.
+``log Z(y)`` being the same forward pass restricted by a mask. In both, NLL >= 0 and the
+probabilities of all labellings sum to one.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from semicrf.crf.api import select_backend
-from semicrf.crf.checks import check_inputs
+from semicrf.crf import autograd, scoring, streaming
+from semicrf.crf.api import log_partition, select_backend
+from semicrf.crf.checks import check_inputs, check_semantics
 
 IGNORE_LABEL = -100
 # Largest B * C * K window for which log Z and log Z(y) run as one sweep over 2B sequences
-# (measured on CPU: 1.3-1.75x faster at B*C*K <= 4800, 1.2x slower at 48000).
+# (segments semantics; measured on CPU: 1.3-1.75x faster at B*C*K <= 4800, 1.2x slower at 48000).
 JOINT_SWEEP_MAX_WINDOW = 16_384
 
 
@@ -45,6 +50,24 @@ def check_labels(labels: Tensor, lengths: Tensor, shape: tuple[int, int], num_la
         raise ValueError(f"labels must lie in [0, C = {num_labels}) within lengths, found {bad}")
 
 
+def masked_log_partition(
+    scores: Tensor,
+    transition: Tensor,
+    duration: Tensor,
+    lengths: Tensor,
+    start: Tensor | None,
+    allowed: Tensor | None,
+    backend: str | autograd.Backend = "auto",
+) -> Tensor:
+    """log Z (B,) in segments semantics over the segments whose every position allows their
+    label (``allowed`` (B, T, C) bool, None = all): ``log Z(y)`` for the gold mask."""
+    if isinstance(backend, str):
+        check_inputs(scores, transition, duration, lengths, start)
+        backend = select_backend(backend, scores)
+    model = streaming.prepare(scores, transition, duration, lengths, start, allowed)
+    return autograd.log_partition(backend, model, scores, transition, duration, start, None)
+
+
 def label_nll(
     scores: Tensor,
     transition: Tensor,
@@ -53,22 +76,38 @@ def label_nll(
     labels: Tensor,
     start: Tensor | None = None,
     *,
+    semantics: str = "segments",
+    tail: Tensor | None = None,
+    censored: Tensor | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """-log P(labels) per sequence (B,); labels (B, T), values past each length ignored."""
     batch, length, num_labels, _ = check_inputs(scores, transition, duration, lengths, start)
+    check_semantics(semantics, tail, censored, batch, num_labels, scores.device)
     check_labels(labels, lengths, (batch, length), num_labels)
-    module = select_backend(backend, scores)
+    if semantics == "runs":
+        log_z = log_partition(
+            scores, transition, duration, lengths, start, semantics="runs", tail=tail,
+            censored=censored, backend=backend,
+        )
+        gold = scoring.score_segments(
+            scores, transition, duration, start, scoring.label_runs(labels, lengths),
+            lengths.to(torch.int64), semantics="runs", tail=tail, censored=censored,
+        )
+        return log_z - gold.to(log_z.dtype)
+    chosen = select_backend(backend, scores)
     allowed = gold_mask(labels, lengths, num_labels)
     if batch * num_labels * min(duration.shape[0], length) <= JOINT_SWEEP_MAX_WINDOW:
         # Small windows: a step's cost is mostly fixed overhead, so log Z and log Z(y) share
         # one sweep over a doubled batch (the free half allows everything).
-        both = module.log_partition(
+        both = masked_log_partition(
             torch.cat([scores, scores]), transition, duration, torch.cat([lengths, lengths]),
-            start, torch.cat([torch.ones_like(allowed), allowed]),
+            start, torch.cat([torch.ones_like(allowed), allowed]), chosen,
         )
         log_z, log_z_gold = both.split(batch)
     else:  # large windows: the arithmetic dominates, and the free sweep needs no mask
-        log_z = module.log_partition(scores, transition, duration, lengths, start)
-        log_z_gold = module.log_partition(scores, transition, duration, lengths, start, allowed)
+        log_z = log_partition(scores, transition, duration, lengths, start, backend=backend)
+        log_z_gold = masked_log_partition(
+            scores, transition, duration, lengths, start, allowed, chosen
+        )
     return log_z - log_z_gold

@@ -14,12 +14,13 @@ importing this module never decides between the two.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 from torch import Tensor
 
-from semicrf.crf import streaming
+from semicrf.crf import autograd, streaming
 
 
 def _interpreting() -> bool:
@@ -41,30 +42,21 @@ def _kernels() -> ModuleType:
     return triton_kernels
 
 
-def _problem(
-    scores: Tensor,
-    transition: Tensor,
-    duration: Tensor,
-    lengths: Tensor,
-    start: Tensor | None,
-    allowed: Tensor | None,
-    block_k: int | None,
-):
-    if not scores.is_cuda and not _interpreting():
+SEMANTICS = ("segments",)
+
+
+def _problem(model: streaming.Model64, block_k: int | None):
+    if not model.prefix.is_cuda and not _interpreting():
         raise ValueError(
             "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter), "
-            f"got scores on {scores.device}"
+            f"got scores on {model.prefix.device}"
         )
+    if model.semantics not in SEMANTICS:
+        raise ValueError(f"backend='triton' supports semantics {SEMANTICS}, not {model.semantics!r}")
     kernels = _kernels()
-    model = streaming.prepare(scores, transition, duration, lengths, start)
     lo = hi = None
-    if allowed is not None:
-        if allowed.dtype != torch.bool or tuple(allowed.shape) != tuple(scores.shape):
-            raise ValueError(
-                f"allowed must be a bool tensor of shape (B, T, C) = {tuple(scores.shape)}, "
-                f"got {allowed.dtype} {tuple(allowed.shape)}"
-            )
-        lo, hi = kernels.allowed_limits(allowed.to(scores.device))
+    if model.allowed is not None:
+        lo, hi = kernels.allowed_limits(model.allowed.to(model.prefix.device))
     return kernels.Problem(
         prefix=model.prefix,
         transition=model.transition.contiguous(),
@@ -73,48 +65,82 @@ def _problem(
         lengths=model.lengths.contiguous(),
         lo=lo,
         hi=hi,
-        f32_exp=scores.dtype == torch.float32,
+        f32_exp=model.low_precision,
         block_k=block_k,
     )
 
 
-class LogPartition(torch.autograd.Function):
-    """log Z (B,) on the Triton kernels; differentiable w.r.t. scores, transition, duration, start.
+@dataclass
+class _State:
+    problem: object
+    fwd: object
+
+    @property
+    def log_z(self) -> Tensor:
+        return self.fwd.log_z
+
+
+@dataclass
+class TritonBackend:
+    """The backend protocol of :mod:`semicrf.crf.autograd` on the Triton kernels.
 
     The forward keeps the O(T C) float64 sweep state (alpha, gamma); the backward runs the
-    mirrored sweep and the duration-posterior kernel. Per-sequence partial sums are
-    reduced over the batch with ``torch.sum`` (no atomics: bitwise deterministic).
+    mirrored sweep and the duration-posterior kernel. Per-sequence partial sums are reduced
+    over the batch with ``torch.sum`` (no atomics: bitwise deterministic). ``block_k``
+    overrides the window chunk width (a power of two; tests exercise the chunked path).
+    ``model.allowed`` (B, T, C) bool restricts segments (the gold partition). Window exponentials
+    run in float32 for float32 scores (``model.low_precision``).
     """
 
-    @staticmethod
-    def forward(ctx, scores, transition, duration, start, lengths, allowed, block_k):
-        problem = _problem(scores, transition, duration, lengths, start, allowed, block_k)
-        fwd = _kernels().forward(problem)
-        ctx.problem, ctx.fwd = problem, fwd
-        ctx.dtypes = (scores.dtype, transition.dtype, duration.dtype)
-        ctx.start_dtype = None if start is None else start.dtype
-        ctx.max_len = duration.shape[0]
-        return fwd.log_z.to(scores.dtype)
+    block_k: int | None = None
 
-    @staticmethod
-    def backward(ctx, grad_log_z):
-        kernels, problem, fwd = _kernels(), ctx.problem, ctx.fwd
-        need_scores, need_trans, need_dur, need_start = ctx.needs_input_grad[:4]
-        scores_dtype, transition_dtype, duration_dtype = ctx.dtypes
+    def forward(self, model: streaming.Model64) -> _State:
+        problem = _problem(model, self.block_k)
+        return _State(problem, _kernels().forward(problem))
+
+    def backward(self, model, state: _State, grad_log_z: Tensor, with_duration: bool,
+                 full_max_len: int) -> streaming.Gradients:
+        kernels, problem, fwd = _kernels(), state.problem, state.fwd
         bwd = kernels.backward(problem, fwd)
         g = grad_log_z.to(torch.float64).reshape(-1, 1, 1)
-        grad_scores = (bwd.marginals * g).to(scores_dtype) if need_scores else None
-        grad_trans = (bwd.transition_mass * g).sum(0).to(transition_dtype) if need_trans else None
-        grad_start = None
-        if need_start:
-            grad_start = (bwd.start_mass * g[:, 0]).sum(0).to(ctx.start_dtype)
-        grad_dur = None
-        if need_dur:
+        labels = model.prefix.shape[1]
+        grad_dur = torch.zeros(full_max_len, labels, dtype=torch.float64, device=g.device)
+        if with_duration:
             mass = kernels.duration_mass(problem, fwd, bwd)  # (B, C, Kc)
-            _, labels, short = mass.shape
-            grad_dur = torch.zeros(ctx.max_len, labels, dtype=duration_dtype, device=mass.device)
-            grad_dur[:short] = (mass * g).sum(0).T.to(duration_dtype)
-        return grad_scores, grad_trans, grad_dur, grad_start, None, None, None
+            grad_dur[: mass.shape[2]] = (mass * g).sum(0).T
+        return streaming.Gradients(
+            scores=bwd.marginals * g,
+            transition=(bwd.transition_mass * g).sum(0),
+            duration=grad_dur,
+            start=(bwd.start_mass * g[:, 0]).sum(0),
+            tail=None,
+        )
+
+    def viterbi(self, model: streaming.Model64) -> streaming.ViterbiSweep:
+        problem = _problem(model, self.block_k)
+        sweep = _kernels().viterbi(problem)
+        batch, length = model.prefix.shape[0], model.prefix.shape[2] - 1
+        last_len = sweep.back_len[torch.arange(batch), sweep.last_label, model.lengths]
+        return streaming.ViterbiSweep(
+            best=sweep.best,
+            last_label=sweep.last_label,
+            last_begin=model.lengths - last_len.long(),
+            back_len=sweep.back_len,
+            back_label=sweep.back_label[:, :, :length],
+        )
+
+
+BACKEND = TritonBackend()
+
+
+def _check_allowed(allowed: Tensor | None, scores: Tensor) -> None:
+    if allowed is not None and (
+        allowed.dtype != torch.bool or tuple(allowed.shape) != tuple(scores.shape)
+    ):
+        raise ValueError(
+            f"allowed must be a bool tensor of shape (B, T, C) = {tuple(scores.shape)}, "
+            f"got {allowed.dtype} {tuple(allowed.shape)}"
+        )
 
 
 def log_partition(
@@ -127,12 +153,12 @@ def log_partition(
     *,
     block_k: int | None = None,
 ) -> Tensor:
-    """log Z (B,), optionally restricted by ``allowed`` (B, T, C) bool.
-
-    ``block_k`` overrides the window chunk width (a power of two; tests use it to exercise
-    the chunked path at small K).
-    """
-    return LogPartition.apply(scores, transition, duration, start, lengths, allowed, block_k)
+    """log Z (B,) in segments semantics, optionally restricted by ``allowed`` (B, T, C) bool
+    (inputs assumed validated; tests and the GPU check call this directly)."""
+    _check_allowed(allowed, scores)
+    backend = TritonBackend(block_k)
+    model = streaming.prepare(scores, transition, duration, lengths, start, allowed)
+    return autograd.log_partition(backend, model, scores, transition, duration, start, None)
 
 
 def viterbi(
@@ -146,13 +172,6 @@ def viterbi(
 ) -> tuple[Tensor, list[list[tuple[int, int, int]]]]:
     """Best scores (B,) and segments (start, end_exclusive, label); back-pointers from the
     kernel, traced back on the host over the whole length."""
-    problem = _problem(scores, transition, duration, lengths, start, None, block_k)
-    sweep = _kernels().viterbi(problem)
-    length = scores.shape[1]
-    host = streaming.ViterbiSweep(
-        best=sweep.best,
-        last_label=sweep.last_label,
-        back_len=sweep.back_len,
-        back_label=sweep.back_label[:, :, :length],
-    )
-    return sweep.best.to(scores.dtype), streaming.traceback(host, problem.lengths)
+    backend = TritonBackend(block_k)
+    model = streaming.prepare(scores, transition, duration, lengths, start)
+    return autograd.viterbi(backend, model, scores.dtype)
