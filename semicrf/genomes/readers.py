@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -266,12 +267,13 @@ def read_gff3(path: str | os.PathLike[str], *, exclude_stop_codon: bool = False
     try:
         with open(file, encoding="utf-8", errors="replace") as handle:
             for record in GFF.parse(handle):
+                seqid = unquote(record.id)  # GFF3 percent-encodes seqids
                 transcripts = []
                 for i, top in enumerate(record.features):
                     gene_id = top.qualifiers.get("ID", [f"{record.id}.gene{i + 1}"])[0]
-                    transcripts.extend(_gff3_transcripts(top, gene_id, record.id,
+                    transcripts.extend(_gff3_transcripts(top, gene_id, seqid,
                                                          exclude_stop_codon, where))
-                out.setdefault(record.id, []).extend(transcripts)
+                out.setdefault(seqid, []).extend(transcripts)
     except (AssertionError, KeyError, IndexError) as err:
         raise ValueError(f"{where}: not a valid GFF3 file: {err!r}") from None
     return {seqid: _longest_per_gene(ts) for seqid, ts in out.items()}

@@ -21,8 +21,13 @@ GFF3_HEADER = "##gff-version 3"
 
 
 def _escape(value: str) -> str:
-    """Percent-encode the characters GFF3 reserves in column 9 (and in seqids)."""
+    """Percent-encode the characters GFF3 reserves in column 9 values (; = & , controls)."""
     return quote(value, safe=" !\"$'()*+-./:<>?@[]^_`{|}~")
+
+
+def _escape_seqid(value: str) -> str:
+    """Percent-encode a seqid: GFF3 allows only ``[a-zA-Z0-9.:^*$@!+_?-|]`` unescaped."""
+    return quote(value, safe=".:^*$@!+_?-|")
 
 
 def _score(value: float | None) -> str:
@@ -33,7 +38,7 @@ def gff3_lines(transcripts: Sequence[Transcript], seqid: str, *, source: str = "
                ) -> list[str]:
     """The feature lines of one sequence's transcripts, sorted by start."""
     lines = []
-    sid = _escape(seqid)
+    sid = _escape_seqid(seqid)
     for t in sorted(transcripts, key=lambda x: (x.start, x.end, x.gene_id)):
         strand = "+" if t.strand == 1 else "-"
         gene, mrna = _escape(t.gene_id), _escape(f"{t.gene_id}.t1")
@@ -73,7 +78,7 @@ def write_gff3(
     if missing:
         raise ValueError(f"no sequence length given for seqid {missing[0]!r}")
     for seqid, length in sequence_lengths.items():
-        out.append(f"##sequence-region {_escape(seqid)} 1 {int(length)}")
+        out.append(f"##sequence-region {_escape_seqid(seqid)} 1 {int(length)}")
     for seqid in sequence_lengths:
         for t in transcripts.get(seqid, ()):
             if t.gene_id in seen:
