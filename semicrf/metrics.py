@@ -349,6 +349,42 @@ def learned_duration_pmf(duration_table: Any) -> np.ndarray:
     return z / z.sum(axis=0, keepdims=True)
 
 
+def tilt_profiled_pmf(duration_table: Any, reference_pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head's duration pmf over 1..K after profiling out the linear tilt, per class.
+
+    The duration scores are identified only up to ``lambda * length`` (it trades exactly with
+    the emission bias), so the softmax of the raw table is not comparable with a true pmf.
+    This returns ``q_lambda ∝ exp(duration[:, c] + lambda_c * length)`` with ``lambda_c``
+    minimising KL(reference || q_lambda), which for this exponential family is the tilt whose
+    mean length equals the reference's (found by bisection), and the tilts (C,). Columns of
+    ``reference_pmf`` are renormalised over 1..K; a column without mass keeps lambda = 0.
+    """
+    table = learned_duration_pmf(duration_table)  # validates; log of it is the table up to a constant
+    log_q = np.log(np.maximum(table, 1e-300))
+    ref = np.asarray(reference_pmf, dtype=np.float64)
+    if ref.shape != table.shape:
+        raise ValueError(f"reference_pmf must have shape {table.shape}, got {ref.shape}")
+    length = np.arange(1, table.shape[0] + 1, dtype=np.float64)
+    out, tilts = np.empty_like(table), np.zeros(table.shape[1])
+
+    def tilted(c: int, lam: float) -> np.ndarray:
+        z = log_q[:, c] + lam * length
+        w = np.exp(z - z.max())
+        return w / w.sum()
+
+    for c in range(table.shape[1]):
+        mass = ref[:, c].sum()
+        if mass > 0:
+            target = float(length @ ref[:, c]) / mass
+            lo, hi = -50.0, 50.0
+            for _ in range(200):  # the tilted mean is increasing in lambda
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if length @ tilted(c, mid) < target else (lo, mid)
+            tilts[c] = 0.5 * (lo + hi)
+        out[:, c] = tilted(c, tilts[c])
+    return out, tilts
+
+
 def duration_table_kl(
     learned_pmf: np.ndarray, true_pmf: np.ndarray, smoothing: float = KL_SMOOTHING
 ) -> dict[str, float | None]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from semicrf.atomic_io import write_text
 from semicrf.labels import CLASS_NAMES
-from semicrf.metrics import duration_table_kl, learned_duration_pmf
+from semicrf.metrics import duration_table_kl, learned_duration_pmf, tilt_profiled_pmf
 from semicrf.models import MODEL_NAMES
 
 METRICS_FILENAME = "metrics.json"
@@ -116,12 +116,17 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
 
 def learned_duration_entry(duration_table: Any, true_pmf: np.ndarray | None = None) -> dict[str, Any]:
     """The ``learned_duration`` entry of a model: the head's (K, C) pmf, the true pmf it is
-    compared with (if given) and KL(true || learned) per class."""
-    pmf = learned_duration_pmf(duration_table)
-    entry: dict[str, Any] = {"pmf": pmf, "true_pmf": None, "kl": None}
+    compared with (if given) and KL(true || learned) per class.
+
+    With a true pmf, ``pmf`` is the tilt-profiled pmf (:func:`semicrf.metrics.tilt_profiled_pmf`;
+    the raw table is identified only up to a linear tilt) and ``tilt`` the profiled tilts;
+    ``raw_pmf`` is always the plain softmax of the table over lengths."""
+    raw = learned_duration_pmf(duration_table)
+    entry: dict[str, Any] = {"pmf": raw, "raw_pmf": raw, "tilt": None, "true_pmf": None, "kl": None}
     if true_pmf is not None:
         entry["true_pmf"] = np.asarray(true_pmf, dtype=np.float64)
-        entry["kl"] = duration_table_kl(pmf, entry["true_pmf"])
+        entry["pmf"], entry["tilt"] = tilt_profiled_pmf(duration_table, entry["true_pmf"])
+        entry["kl"] = duration_table_kl(entry["pmf"], entry["true_pmf"])
     return to_jsonable(entry)
 
 

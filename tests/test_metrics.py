@@ -414,3 +414,18 @@ def test_duration_table_kl_is_undefined_for_a_class_without_mass_below_k():
     kl = duration_table_kl(learned, true)
     assert kl["exon"] is None
     assert kl["intergenic"] > 0 and kl["intron"] > 0
+
+
+def test_tilt_profiled_pmf_removes_a_linear_tilt():
+    from semicrf.metrics import tilt_profiled_pmf
+
+    length = np.arange(1, 101, dtype=np.float64)
+    true = np.exp(-0.5 * ((np.log(length) - np.log(20)) / 0.4) ** 2)
+    true /= true.sum()
+    table = np.log(true) + 0.07 * length  # the same pmf, tilted
+    raw = np.exp(table - table.max())
+    raw /= raw.sum()
+    assert abs(length @ raw - length @ true) > 5  # the raw softmax is visibly shifted
+    pmf, tilt = tilt_profiled_pmf(table[:, None], true[:, None])
+    np.testing.assert_allclose(pmf[:, 0], true, atol=1e-9)
+    np.testing.assert_allclose(tilt, [-0.07], atol=1e-9)
