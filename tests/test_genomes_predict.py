@@ -177,7 +177,13 @@ def test_predict_cli_end_to_end_with_a_trained_checkpoint(tmp_path: Path,
     # `semicrf run` trains on imported data unchanged
     run_benchmark(RunConfig(data_dir=str(data), output_dir=str(tmp_path / "run"),
                             encoder="bilstm", max_duration=16, hidden_dim=8, num_layers=1,
-                            batch_size=4, lr=3e-3, epochs=1, device="cpu", models=("semicrf",)))
+                            batch_size=4, lr=3e-3, epochs=1, device="cpu"))
+    for name in ("softmax", "linear", "semicrf_uniform"):  # every head decodes and scores
+        pred = predict_mod.load_predictor(tmp_path / "run" / "checkpoints" / f"{name}_best.pt")
+        labels, post = predict_mod.decode_sequence(pred, np.arange(500, dtype=np.uint8) % 4,
+                                                   window=200, overlap=40)
+        assert labels.shape == (500,) and set(labels.tolist()) <= {0, 1, 2}
+        np.testing.assert_allclose(post.sum(axis=1), 1.0, atol=1e-6)
     ckpt = tmp_path / "run" / "checkpoints" / "semicrf_best.pt"
     # two sequences; the second longer than one window, so it is stitched
     fasta = write_fasta(tmp_path / "in.fa", {"short": random_dna(150, np.random.default_rng(0)),

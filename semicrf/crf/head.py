@@ -163,6 +163,12 @@ class SemiCRFHead(nn.Module):
         return torch.from_numpy(labels).to(hidden.device), segments
 
     @torch.no_grad()
+    def marginals(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None) -> Tensor:
+        """Posterior label marginals P(y_t = c), (B, T, C) (see :func:`semicrf.marginals`)."""
+        return api.marginals(self.scores(hidden), self.transition, self.duration_scores(),
+                             lengths, self.start, **self._keywords(lengths, censored))
+
+    @torch.no_grad()
     def posterior_durations(self, hidden: Tensor, lengths: Tensor,
                             censored: Tensor | None = None) -> Tensor:
         """Expected number of complete runs of each length <= K and label, (B, K, C)

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from semicrf.crf import api
 from semicrf.data.features import encode
 from semicrf.genomes.annotation import Transcript, reverse_complement, transcripts_from_labels
 from semicrf.genomes.readers import encode_bases
@@ -62,17 +61,21 @@ def load_predictor(checkpoint: str | os.PathLike[str], device: str | torch.devic
 
 @torch.no_grad()
 def _decode_batch(pred: Predictor, tokens: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (B, n) int64 and marginals (B, n, C) float of equal-length token windows."""
+    """Labels (B, n) int64 and marginals (B, n, C) float of equal-length token windows.
+
+    The CRF heads score both edge runs of every window as censored (a window, and a FASTA
+    record, is a cut of a longer genome)."""
     feats = torch.from_numpy(np.stack([encode(t, pred.features) for t in tokens])).to(pred.device)
     lengths = torch.full((len(tokens),), feats.shape[1], dtype=torch.int64, device=pred.device)
     hidden = pred.model.encoder(feats, lengths)
     head = pred.model.head
-    labels, _ = head.decode(hidden, lengths)
     if isinstance(head, SoftmaxHead):
+        labels, _ = head.decode(hidden, lengths)
         post = functional.softmax(head.projection(hidden).double(), dim=-1)
     else:
-        post = api.marginals(head.scores(hidden), head.transition, head.duration, lengths,
-                             head.start, backend=head.backend)
+        censored = torch.ones(len(tokens), 2, dtype=torch.bool, device=pred.device)
+        labels, _ = head.decode(hidden, lengths, censored)
+        post = head.marginals(hidden, lengths, censored)
     return labels.cpu().numpy(), post.double().cpu().numpy()
 
 
