@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from semicrf.crf.head import SemiCRFHead
-from semicrf.crf.likelihood import IGNORE_LABEL
+from semicrf.labels import PAD_LABEL, length_mask
 
 MODEL_NAMES: tuple[str, ...] = ("softmax", "linear", "semicrf", "semicrf_uniform")
 
@@ -37,18 +37,17 @@ class SoftmaxHead(nn.Module):
 
     def loss(self, hidden: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy over the positions inside each length."""
-        inside = torch.arange(labels.shape[1], device=labels.device) < lengths.view(-1, 1)
-        target = labels.masked_fill(~inside, IGNORE_LABEL)
+        target = labels.masked_fill(~length_mask(lengths, labels.shape[1]), PAD_LABEL)
         logits = self.projection(hidden)
         return functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_LABEL
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD_LABEL
         )
 
     @torch.no_grad()
-    def decode(self, hidden: Tensor, lengths: Tensor) -> tuple[Tensor, None]:
+    def decode(self, hidden: Tensor, lengths: Tensor, decoder: str = "viterbi") -> tuple[Tensor, None]:
+        """Per-position argmax (every decoder is the same here: positions are independent)."""
         labels = self.projection(hidden).argmax(-1)
-        inside = torch.arange(labels.shape[1], device=labels.device) < lengths.view(-1, 1)
-        return labels.masked_fill(~inside, IGNORE_LABEL), None
+        return labels.masked_fill(~length_mask(lengths, labels.shape[1]), PAD_LABEL), None
 
 
 class SegmentationModel(nn.Module):
@@ -63,16 +62,18 @@ class SegmentationModel(nn.Module):
         return self.head.loss(self.encoder(features, lengths), lengths, labels)
 
     @torch.no_grad()
-    def decode(self, features: Tensor, lengths: Tensor) -> Tensor:
-        """Predicted labels (B, T) int64, -100 past each length."""
-        labels, _ = self.head.decode(self.encoder(features, lengths), lengths)
+    def decode(self, features: Tensor, lengths: Tensor, decoder: str = "viterbi") -> Tensor:
+        """Predicted labels (B, T) int64, -100 past each length (``decoder``: "viterbi" or
+        "posterior", see :data:`semicrf.crf.head.DECODERS`)."""
+        labels, _ = self.head.decode(self.encoder(features, lengths), lengths, decoder=decoder)
         return labels
 
     @torch.no_grad()
-    def loss_and_decode(self, features: Tensor, lengths: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_and_decode(self, features: Tensor, lengths: Tensor, labels: Tensor,
+                        decoder: str = "viterbi") -> tuple[Tensor, Tensor]:
         """Loss and decoded labels from one encoder pass (for evaluation)."""
         hidden = self.encoder(features, lengths)
-        decoded, _ = self.head.decode(hidden, lengths)
+        decoded, _ = self.head.decode(hidden, lengths, decoder=decoder)
         return self.head.loss(hidden, lengths, labels), decoded
 
     def duration_table(self) -> Tensor | None:

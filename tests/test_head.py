@@ -129,3 +129,17 @@ def test_bad_construction():
         SemiCRFHead(4, 3, 5, semantics="run")
     with pytest.raises(ValueError, match="duration_form"):
         SemiCRFHead(4, 3, 5, duration_form="spline")
+
+
+def test_posterior_decoder_takes_the_argmax_of_the_exact_marginals():
+    head = _head(max_duration=4)
+    hidden = torch.randn(2, 12, 4, dtype=torch.float64)
+    lengths = torch.tensor([12, 8])
+    labels, segments = head.decode(hidden, lengths, decoder="posterior")
+    post = head.marginals(hidden, lengths)
+    assert torch.equal(labels[0], post[0].argmax(-1)) and torch.equal(labels[1, :8], post[1, :8].argmax(-1))
+    assert torch.all(labels[1, 8:] == -100)
+    for b, segs in enumerate(segments):
+        assert segs[-1][1] == int(lengths[b]) and all(torch.all(labels[b, s:e] == c) for s, e, c in segs)
+    with pytest.raises(ValueError, match="decoder"):
+        head.decode(hidden, lengths, decoder="mea")

@@ -11,9 +11,13 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from semicrf.crf import api
-from semicrf.crf.likelihood import IGNORE_LABEL, label_nll
+from semicrf.crf.likelihood import label_nll
+from semicrf.labels import PAD_LABEL, label_runs, length_mask
 
 DURATION_FORMS = ("table", "smooth")
+# Decoders: "viterbi" = the best labelling (MAP); "posterior" = maximum expected position
+# accuracy, the label with the highest exact posterior marginal at each position.
+DECODERS = ("viterbi", "posterior")
 # Smooth duration form: Gaussian bumps in log-length, this many per label (AUGUSTUS smooths its
 # length histograms for the same reason: a free K-entry table is too noisy to learn).
 SMOOTH_BASIS_SIZE = 24
@@ -149,14 +153,26 @@ class SemiCRFHead(nn.Module):
         return self.nll(hidden, lengths, labels, censored).sum() / lengths.sum()
 
     @torch.no_grad()
-    def decode(self, hidden: Tensor, lengths: Tensor,
-               censored: Tensor | None = None) -> tuple[Tensor, list[list[tuple]]]:
-        """Viterbi: labels (B, T) int64 (-100 past each length) and segments per sequence."""
+    def decode(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None,
+               decoder: str = "viterbi") -> tuple[Tensor, list[list[tuple]]]:
+        """Labels (B, T) int64 (-100 past each length) and segments per sequence.
+
+        ``decoder="viterbi"``: the best labelling (runs) or segmentation (segments).
+        ``decoder="posterior"``: maximum expected accuracy for per-position accuracy, i.e. at
+        each position the label of highest posterior marginal (one forward and one backward
+        sweep); its segments are the maximal runs of those labels.
+        """
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if decoder == "posterior":
+            best = self.marginals(hidden, lengths, censored).argmax(-1)
+            labels = best.masked_fill(~length_mask(lengths, best.shape[1]), PAD_LABEL)
+            return labels, [label_runs(row) for row in labels.cpu()]
         _, segments = api.viterbi(
             self.scores(hidden), self.transition, self.duration_scores(), lengths, self.start,
             **self._keywords(lengths, censored),
         )
-        labels = np.full(hidden.shape[:2], IGNORE_LABEL, dtype=np.int64)
+        labels = np.full(hidden.shape[:2], PAD_LABEL, dtype=np.int64)
         for b, segs in enumerate(segments):  # one vectorised fill per sequence, not per segment
             spans = np.asarray(segs, dtype=np.int64)
             labels[b, : spans[-1, 1]] = np.repeat(spans[:, 2], spans[:, 1] - spans[:, 0])

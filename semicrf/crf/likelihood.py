@@ -24,7 +24,6 @@ from semicrf.crf import autograd, scoring, streaming
 from semicrf.crf.api import log_partition, select_backend
 from semicrf.crf.checks import check_inputs, check_semantics
 
-IGNORE_LABEL = -100
 # Largest B * C * K window for which log Z and log Z(y) run as one sweep over 2B sequences
 # (segments semantics; measured on CPU: 1.3-1.75x faster at B*C*K <= 4800, 1.2x slower at 48000).
 JOINT_SWEEP_MAX_WINDOW = 16_384
