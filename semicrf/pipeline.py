@@ -1,8 +1,10 @@
 """``semicrf run``: train the four models on one dataset, evaluate on its test split, report.
 
-Writes into ``output_dir`` (the spec's "Output Structure")::
+:class:`RunConfig` defines every flag of ``semicrf run`` once (name, type, default, choices,
+help); the command line is built from it (:mod:`semicrf.cli.run`) and the validation's scales
+are instances of it. :func:`run_benchmark` writes into ``output_dir``::
 
-    config.json                  the run's settings
+    config.json                  the run's settings (a RunConfig)
     metrics.json                 every metric per model (schema: docs/metrics.md);
                                  rewritten after each model, so partial runs keep results
     duration_comparison.png      the money plot
@@ -10,14 +12,23 @@ Writes into ``output_dir`` (the spec's "Output Structure")::
     checkpoints/{model}_best.pt  best validation boundary F1
     checkpoints/{model}_last.pt  end of the last finished epoch (for --resume)
     predictions/{model}.npz      decoded test labels (see :func:`load_predictions`)
+
+Every file is written atomically (:mod:`semicrf.atomic_io`). A non-empty ``output_dir`` is
+refused unless ``resume`` (continue the run there) or ``overwrite`` (delete this pipeline's
+outputs first) is set.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import resource
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,75 +37,135 @@ import numpy as np
 import torch
 
 from semicrf.atomic_io import save_npz, write_json
-from semicrf.data import GeneratorConfig, load_split, read_meta, true_duration_pmf
+from semicrf.data import FEATURE_KINDS, GeneratorConfig, load_split, read_meta, true_duration_pmf
 from semicrf.data.features import feature_dim
+from semicrf.encoders import ENCODER_NAMES
 from semicrf.environment import package_versions
 from semicrf.labels import class_names
 from semicrf.metrics import evaluate, segment_lengths
 from semicrf.models import MODEL_NAMES
 from semicrf.plots import plot_duration_comparison, plot_training_curves
-from semicrf.report import learned_duration_entry, to_jsonable, write_metrics_json
+from semicrf.report import (
+    METRICS_FILENAME,
+    learned_duration_entry,
+    load_results,
+    to_jsonable,
+    write_metrics_json,
+)
 from semicrf.train import ProgressFactory, TrainConfig, no_progress, predict, train_model
 
 log = logging.getLogger(__name__)
 
-CRF_BACKENDS = ("streaming", "reference", "triton")
+CRF_BACKENDS: tuple[str, ...] = ("streaming", "reference", "triton")
+DEVICES: tuple[str, ...] = ("cuda", "cpu")
+CONFIG_FILENAME = "config.json"
+#: What this pipeline writes into an output directory (``--overwrite`` deletes exactly these).
+OUTPUTS: tuple[str, ...] = (CONFIG_FILENAME, METRICS_FILENAME, "duration_comparison.png",
+                            "training_curves.png", "checkpoints", "predictions")
+
+
+def _flag(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple[str, ...] | None = None,
+          same_on_resume: bool = True, **extra: Any) -> Any:
+    """A RunConfig field with its command-line metadata. ``same_on_resume``: the setting
+    defines the results, so ``--resume`` refuses a run that changes it."""
+    meta = {"help": help, "choices": choices, "same_on_resume": same_on_resume, **extra}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class RunConfig:
-    """The flags of ``semicrf run`` (defaults are the spec's)."""
+    """The flags of ``semicrf run``, one field each (defaults are the spec's)."""
 
-    data_dir: str
-    output_dir: str
-    encoder: str = "mamba"
-    features: str = "onehot"
-    max_duration: int = 1000
-    hidden_dim: int = 256
-    num_layers: int = 4
-    batch_size: int = 16
-    lr: float = 1e-3
-    epochs: int = 100
-    device: str | None = None  # None: cuda when available, else cpu
-    log_every: int = 10
-    backend: str = "streaming"
-    no_triton: bool = False
-    models: tuple[str, ...] = field(default=MODEL_NAMES)
-    seed: int = 0
-    resume: bool = False
+    data_dir: str = _flag(help="Dataset written by `semicrf generate`.", same_on_resume=False)
+    output_dir: str = _flag(help="Where metrics, plots and checkpoints go.", same_on_resume=False)
+    encoder: str = _flag("mamba", "mamba needs mamba-ssm and CUDA; mamba_stub is the pure-PyTorch "
+                         "Mamba; bilstm a bidirectional LSTM.", choices=ENCODER_NAMES)
+    features: str = _flag("onehot", "Input features.", choices=FEATURE_KINDS)
+    max_duration: int = _flag(1000, "Max segment duration K.")
+    hidden_dim: int = _flag(256, "Encoder hidden dimension.")
+    num_layers: int = _flag(4, "Encoder layers.")
+    batch_size: int = _flag(16, "Sequences per batch and process (N processes: global batch N * this).")
+    lr: float = _flag(1e-3, "Peak learning rate (AdamW, warm-up + cosine).")
+    epochs: int = _flag(100, "Training epochs.", same_on_resume=False)
+    weight_decay: float = _flag(0.01, "AdamW weight decay.")
+    grad_clip: float = _flag(1.0, "Gradient norm clipping threshold.")
+    warmup_fraction: float = _flag(0.05, "Fraction of the steps with a linear learning-rate warm-up.")
+    device: str | None = _flag(None, "Default: cuda when available, else cpu.", choices=DEVICES,
+                               same_on_resume=False)
+    log_every: int = _flag(10, "Update the progress line every N batches.", same_on_resume=False)
+    backend: str = _flag("streaming", "Semi-CRF backend: streaming (Triton on CUDA, else PyTorch), "
+                         "reference, triton.", choices=CRF_BACKENDS)
+    no_triton: bool = _flag(False, "Disable Triton (use the PyTorch path).")
+    models: tuple[str, ...] = _flag(MODEL_NAMES, "Subset of models to train (default: all four).",
+                                    choices=MODEL_NAMES, same_on_resume=False)
+    seed: int = _flag(0, "Seed for initialisation and data order.")
+    threads: str = _flag("auto", "torch intra-op threads per process: a number, or auto (see "
+                         "docs/benchmark.md: 1, measured best on shared CPUs).", same_on_resume=False)
+    resume: bool = _flag(False, "Continue a run in --output-dir from checkpoints/{model}_last.pt.",
+                         same_on_resume=False)
+    overwrite: bool = _flag(False, "Delete this pipeline's outputs in --output-dir first.",
+                            same_on_resume=False)
+    quiet: bool = _flag(False, "No progress bars, warnings and errors only.", same_on_resume=False)
 
     def crf_backend(self) -> str:
         """"streaming" is the O(KC) sweep: Triton on CUDA unless --no-triton, else PyTorch."""
-        if self.backend not in CRF_BACKENDS:
-            raise ValueError(f"--backend must be one of {CRF_BACKENDS}, got {self.backend!r}")
         if self.no_triton or self.backend == "reference":
             return "reference"
         return "triton" if self.backend == "triton" else "auto"
 
+    def num_threads(self) -> int:
+        """The torch intra-op thread count: ``threads`` as a number, or the "auto" policy (1)."""
+        return 1 if self.threads == "auto" else int(self.threads)
+
     def resolve_device(self) -> torch.device:
         if self.device is None:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"--device must be cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for but CUDA is not available; use --device cpu")
         return torch.device(self.device)
 
     def validate(self) -> None:
-        for name, value in (("max-duration", self.max_duration), ("hidden-dim", self.hidden_dim),
-                            ("num-layers", self.num_layers), ("batch-size", self.batch_size),
-                            ("epochs", self.epochs), ("log-every", self.log_every)):
-            if value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}")
+        """Raise ValueError (naming the flag) for any setting out of range."""
+        for f in dataclasses.fields(self):
+            value, choices = getattr(self, f.name), f.metadata["choices"]
+            flag = "--" + f.name.replace("_", "-")
+            if choices is None or value is None:
+                continue
+            values = value if isinstance(value, tuple) else (value,)
+            bad = [v for v in values if v not in choices]
+            if bad or not values:
+                raise ValueError(f"{flag} must name {'some' if isinstance(value, tuple) else 'one'} "
+                                 f"of {', '.join(choices)}, got {bad or list(values)}")
+        for name in ("max_duration", "hidden_dim", "num_layers", "batch_size", "epochs", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
-        unknown = [m for m in self.models if m not in MODEL_NAMES]
-        if unknown or not self.models:
-            raise ValueError(f"--models must name some of {', '.join(MODEL_NAMES)}, got {unknown}")
-        self.crf_backend()
+        if self.weight_decay < 0 or not self.grad_clip > 0 or not 0 <= self.warmup_fraction <= 1:
+            raise ValueError("--weight-decay must be >= 0, --grad-clip > 0 and --warmup-fraction in "
+                             f"[0, 1], got {self.weight_decay}, {self.grad_clip}, {self.warmup_fraction}")
+        if self.threads != "auto" and not (str(self.threads).isdigit() and int(self.threads) >= 1):
+            raise ValueError(f"--threads must be a number >= 1 or auto, got {self.threads!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+
+    def train_config(self, model: str, num_labels: int) -> TrainConfig:
+        """The training settings of one model (saved in its checkpoints)."""
+        return TrainConfig(
+            model=model, encoder=self.encoder, features=self.features,
+            input_dim=feature_dim(self.features), num_labels=num_labels,
+            max_duration=self.max_duration, hidden_dim=self.hidden_dim, num_layers=self.num_layers,
+            batch_size=self.batch_size, lr=self.lr, epochs=self.epochs,
+            weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+            warmup_fraction=self.warmup_fraction, crf_backend=self.crf_backend(),
+            log_every=self.log_every, seed=self.seed,
+        )
 
 
 def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated since the last reset (per model); CPU: the process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
@@ -127,6 +198,68 @@ def load_predictions(path: str | Path) -> list[np.ndarray]:
     return [labels[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+@contextmanager
+def torch_threads(num: int) -> Iterator[None]:
+    """Use ``num`` torch intra-op threads inside the block, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _settings(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """The fields of a run config that must not change on --resume."""
+    values = asdict(cfg) if isinstance(cfg, RunConfig) else cfg
+    return {f.name: to_jsonable(values.get(f.name)) for f in dataclasses.fields(RunConfig)
+            if f.metadata["same_on_resume"]}
+
+
+def check_output_dir(cfg: RunConfig) -> dict[str, Any] | None:
+    """Decide what may be done with ``cfg.output_dir`` before anything is written.
+
+    Returns the models of an earlier run to keep (``--resume``: its metrics.json entries, so
+    a run of other models never drops them) or None. Raises ValueError for a non-empty
+    directory without ``--resume`` / ``--overwrite``, and for ``--resume`` with settings that
+    differ from the run there. Touches nothing.
+    """
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output-dir {str(out)!r} exists and is not a directory")
+    content = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not content or cfg.overwrite:
+        return None
+    if not cfg.resume:
+        shown = ", ".join(content[:4]) + (", ..." if len(content) > 4 else "")
+        raise ValueError(f"output directory {str(out)!r} is not empty ({shown}): pass --resume to "
+                         "continue the run there or --overwrite to replace its results")
+    saved_path = out / CONFIG_FILENAME
+    if not saved_path.is_file():
+        return None
+    try:
+        saved = load_results(out)["models"] if (out / METRICS_FILENAME).is_file() else {}
+        before = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot resume in {str(out)!r}: {err}") from None
+    changed = {k: (before.get(k), v) for k, v in _settings(cfg).items()
+               if _settings(before).get(k) != v}
+    if changed:
+        detail = ", ".join(f"--{k.replace('_', '-')}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"cannot resume in {str(out)!r}: settings differ from its {CONFIG_FILENAME} "
+                         f"({detail}); use another --output-dir or --overwrite")
+    return {m: e for m, e in saved.items() if m not in cfg.models}
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Train and evaluate ``cfg.models``; returns the metrics.json payload."""
     cfg.validate()
@@ -136,58 +269,68 @@ def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> di
     for split, records in splits.items():
         _check_labels(records, num_classes, split)
     device = cfg.resolve_device()
+    kept = check_output_dir(cfg)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", to_jsonable(asdict(cfg)))
+    if cfg.overwrite and out.is_dir():
+        _remove_outputs(out)
+    write_json(out / CONFIG_FILENAME, to_jsonable(asdict(cfg)))
     names = class_names(num_classes)
-    generator = GeneratorConfig.from_dict(meta["generator"])
-    true_pmf = true_pmf_table(generator, num_classes, cfg.max_duration)
+    true_pmf = None
+    if "generator" in meta:  # generated data: the true duration pmf is known
+        true_pmf = true_pmf_table(GeneratorConfig.from_dict(meta["generator"]), num_classes,
+                                  cfg.max_duration)
     true_labels = [r.labels for r in splits["test"]]
     payload: dict[str, Any] = {
         "config": asdict(cfg), "seed": cfg.seed,
         "data_meta": {k: v for k, v in meta.items() if k != "splits"},
-        "versions": package_versions(), "device": str(device), "models": {},
+        "versions": package_versions(), "device": str(device), "models": dict(kept or {}),
     }
-    predicted: dict[str, dict[str, np.ndarray]] = {}  # model -> class -> segment lengths
-    for name in cfg.models:
-        tcfg = TrainConfig(
-            model=name, encoder=cfg.encoder, features=cfg.features,
-            input_dim=feature_dim(cfg.features), num_labels=num_classes,
-            max_duration=cfg.max_duration, hidden_dim=cfg.hidden_dim, num_layers=cfg.num_layers,
-            batch_size=cfg.batch_size, lr=cfg.lr, epochs=cfg.epochs,
-            crf_backend=cfg.crf_backend(), log_every=cfg.log_every, seed=cfg.seed,
-        )
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        result = train_model(tcfg, splits["train"], splits["val"], out / "checkpoints",
-                             device=device, resume=cfg.resume, progress=progress)
-        started = time.perf_counter()
-        preds, test_loss = predict(result.model, splits["test"], tcfg, device)
-        infer_time = time.perf_counter() - started
-        entry: dict[str, Any] = {
-            "metrics": evaluate(preds, true_labels, num_classes, cfg.max_duration),
-            "test_loss": test_loss,
-            "train_time_s": result.train_time_s,
-            "inference_seq_per_s": len(preds) / infer_time,
-            "peak_memory_mb": _peak_memory_mb(device),
-            "best_epoch": result.best_epoch,
-            "history": result.history,
-        }
-        predicted[name] = segment_lengths(preds, num_classes)
-        save_predictions(out / "predictions" / f"{name}.npz", preds)
-        table = result.model.duration_table()
-        if name in ("semicrf", "semicrf_uniform") and table is not None:
-            entry["learned_duration"] = learned_duration_entry(table.detach().cpu().numpy(), true_pmf)
-        payload["models"][name] = entry
-        write_metrics_json(out / "metrics.json", payload)
-        log.info("%s: test boundary F1 %.4f, segment F1 %.4f", name,
-                 entry["metrics"]["boundary_f1"], entry["metrics"]["segment_f1"])
+    with torch_threads(cfg.num_threads()):
+        for name in cfg.models:
+            payload["models"][name] = _train_and_evaluate(cfg, name, num_classes, splits, device,
+                                                          out, true_pmf, progress)
+            write_metrics_json(out / METRICS_FILENAME, payload)
+    predicted = {m: segment_lengths(load_predictions(out / "predictions" / f"{m}.npz"), num_classes)
+                 for m in payload["models"]}
     _plots(out, payload, predicted, segment_lengths(true_labels, num_classes), names, true_pmf)
     return payload
 
 
+def _train_and_evaluate(cfg: RunConfig, name: str, num_classes: int, splits: dict[str, list],
+                        device: torch.device, out: Path, true_pmf: np.ndarray | None,
+                        progress: ProgressFactory) -> dict[str, Any]:
+    """Train one model (resuming where asked), evaluate it on the test split, save its
+    predictions; returns its metrics.json entry."""
+    tcfg = cfg.train_config(name, num_classes)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = train_model(tcfg, splits["train"], splits["val"], out / "checkpoints",
+                         device=device, resume=cfg.resume, progress=progress)
+    started = time.perf_counter()
+    preds, test_loss = predict(result.model, splits["test"], tcfg, device)
+    infer_time = time.perf_counter() - started
+    true_labels = [r.labels for r in splits["test"]]
+    entry: dict[str, Any] = {
+        "metrics": evaluate(preds, true_labels, num_classes, cfg.max_duration),
+        "test_loss": test_loss,
+        "train_time_s": result.train_time_s,
+        "inference_seq_per_s": len(preds) / infer_time,
+        "peak_memory_mb": _peak_memory_mb(device),
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+    }
+    save_predictions(out / "predictions" / f"{name}.npz", preds)
+    table = result.model.duration_table()
+    if name in ("semicrf", "semicrf_uniform") and table is not None:
+        entry["learned_duration"] = learned_duration_entry(table.detach().cpu().numpy(), true_pmf)
+    log.info("%s: test boundary F1 %.4f, segment F1 %.4f", name,
+             entry["metrics"]["boundary_f1"], entry["metrics"]["segment_f1"])
+    return entry
+
+
 def _plots(out: Path, payload: dict[str, Any], predicted: dict[str, dict[str, np.ndarray]],
-           true_lengths: dict[str, np.ndarray], names: tuple[str, ...], true_pmf: np.ndarray) -> None:
+           true_lengths: dict[str, np.ndarray], names: tuple[str, ...],
+           true_pmf: np.ndarray | None) -> None:
     models = payload["models"]
     learned = {m: np.asarray(e["learned_duration"]["pmf"]) for m, e in models.items()
                if "learned_duration" in e}

@@ -44,7 +44,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Everything that defines one model's training (saved in every checkpoint)."""
+    """Everything that defines one model's training (saved in every checkpoint); built by
+    :meth:`semicrf.pipeline.RunConfig.train_config`, which holds the defaults."""
 
     model: str
     encoder: str
@@ -57,12 +58,12 @@ class TrainConfig:
     batch_size: int
     lr: float
     epochs: int
-    crf_backend: str = "auto"
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    warmup_fraction: float = 0.05
-    log_every: int = 10
-    seed: int = 0
+    weight_decay: float
+    grad_clip: float
+    warmup_fraction: float
+    crf_backend: str
+    log_every: int
+    seed: int
 
     def build(self) -> SegmentationModel:
         torch.manual_seed(self.seed)  # the same initial encoder for every model

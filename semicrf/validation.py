@@ -27,9 +27,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -95,26 +94,19 @@ BOOT_SEED = 20240611
 
 @dataclass(frozen=True)
 class Scale:
-    """Everything that sizes one validation experiment (data, model, training)."""
+    """One validation experiment's size: the data (counts, lengths) plus the ``semicrf run``
+    settings it trains with (a :class:`RunConfig` whose data and output dirs are filled in
+    per run; its ``max_duration`` is K at this scale)."""
 
     name: str
-    length_factor: int  # every generator length, K and T are the spec's divided by this
+    length_factor: int  # every generator length and T are the spec's divided by this
     num_train: int
     num_val: int
     num_test: int
-    encoder: str
-    hidden_dim: int
-    num_layers: int
-    batch_size: int
-    lr: float
-    epochs: int
-    device: str | None  # None: cuda when available
-    num_threads: int | None = None  # torch intra-op threads while training (None: unchanged)
+    run: RunConfig
     data_seed: int = 42
-    train_seed: int = 0
     run_shifted: bool = True
     spec_seq_length: int = 20000
-    spec_max_duration: int = 1000
 
     @property
     def seq_length(self) -> int:
@@ -122,7 +114,12 @@ class Scale:
 
     @property
     def max_duration(self) -> int:
-        return round(self.spec_max_duration / self.length_factor)
+        return self.run.max_duration
+
+
+def scale_run(**settings: Any) -> RunConfig:
+    """The run settings of a scale (``data_dir`` and ``output_dir`` are set per run)."""
+    return RunConfig(data_dir="", output_dir="", **settings)
 
 
 #: ``cpu``: the spec scaled down by 10 in every length (docs/validation.md argues the sizes);
@@ -130,13 +127,12 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", length_factor=10, num_train=256, num_val=48, num_test=200,
-        encoder="bilstm", hidden_dim=32, num_layers=1, batch_size=16, lr=1e-2, epochs=40,
-        device="cpu", num_threads=1,
+        run=scale_run(encoder="bilstm", max_duration=100, hidden_dim=32, num_layers=1,
+                      batch_size=16, lr=1e-2, epochs=40, device="cpu", threads="1"),
     ),
     "full": Scale(
         name="full", length_factor=1, num_train=1000, num_val=200, num_test=200,
-        encoder="mamba", hidden_dim=256, num_layers=4, batch_size=16, lr=1e-3, epochs=100,
-        device=None,
+        run=scale_run(batch_size=16, device=None),
     ),
 }
 
@@ -252,20 +248,6 @@ class ExperimentResult:
         return self.root / "run"
 
 
-@contextmanager
-def _torch_threads(num: int | None) -> Iterator[None]:
-    """Use ``num`` intra-op threads inside the block (unchanged when None)."""
-    if num is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
     """Generate the data set unless a complete one (``meta.json`` written last) is there."""
     if (path / "meta.json").is_file():
@@ -281,13 +263,8 @@ def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
 def run_config(scale: Scale, data_dir: Path, output_dir: Path,
                models: tuple[str, ...] = MODEL_NAMES) -> RunConfig:
     """The ``semicrf run`` settings of one experiment (resuming from checkpoints)."""
-    return RunConfig(
-        data_dir=str(data_dir), output_dir=str(output_dir), encoder=scale.encoder,
-        max_duration=scale.max_duration, hidden_dim=scale.hidden_dim,
-        num_layers=scale.num_layers, batch_size=scale.batch_size, lr=scale.lr,
-        epochs=scale.epochs, device=scale.device, log_every=10, models=models,
-        seed=scale.train_seed, resume=True,
-    )
+    return replace(scale.run, data_dir=str(data_dir), output_dir=str(output_dir), models=models,
+                   resume=True)
 
 
 def _add_time(root: Path, phase: str, seconds: float) -> dict[str, Any]:
@@ -322,19 +299,18 @@ def run_experiment(
         log.info("validation experiment %s: resuming an interrupted run", root)
     scale = experiment.scale
     code = git_state()  # the source the training runs with (HEAD may move while it runs)
-    with _torch_threads(scale.num_threads):
+    started = time.perf_counter()
+    data = _ensure_data(root / "data", experiment.generator, scale)
+    _add_time(root, "generate", time.perf_counter() - started)
+    started = time.perf_counter()
+    run_benchmark(run_config(scale, data, root / "run", experiment.models), progress=progress)
+    _add_time(root, "train_four_models", time.perf_counter() - started)
+    if experiment.shifted_generator is not None:
         started = time.perf_counter()
-        data = _ensure_data(root / "data", experiment.generator, scale)
-        _add_time(root, "generate", time.perf_counter() - started)
-        started = time.perf_counter()
-        run_benchmark(run_config(scale, data, root / "run", experiment.models), progress=progress)
-        _add_time(root, "train_four_models", time.perf_counter() - started)
-        if experiment.shifted_generator is not None:
-            started = time.perf_counter()
-            shifted = _ensure_data(root / "shifted" / "data", experiment.shifted_generator, scale)
-            run_benchmark(run_config(scale, shifted, root / "shifted" / "run", ("semicrf",)),
-                          progress=progress)
-            _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
+        shifted = _ensure_data(root / "shifted" / "data", experiment.shifted_generator, scale)
+        run_benchmark(run_config(scale, shifted, root / "shifted" / "run", ("semicrf",)),
+                      progress=progress)
+        _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
     timing = json.loads((root / "timing.json").read_text())
     write_json(marker, to_jsonable({
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -575,18 +551,15 @@ def triton_trajectories(data_dir: str | os.PathLike, scale: Scale, steps: int = 
     """Losses of the first ``steps`` optimiser steps of ``semicrf`` training, once with the
     Triton CRF backend and once with the reference, from the same initial weights and
     batches (encoder: a small BiLSTM, cuDNN deterministic, so only the CRF path differs)."""
-    from semicrf.data.features import feature_dim
-    from semicrf.train import TrainConfig, make_loader
+    from semicrf.train import make_loader
 
     train = load_split(data_dir, "train")
     out: dict[str, list[float]] = {}
     torch.backends.cudnn.deterministic = True
     for backend in ("reference", "triton"):
-        cfg = TrainConfig(
-            model="semicrf", encoder="bilstm", features="onehot", input_dim=feature_dim("onehot"),
-            num_labels=NUM_CLASSES, max_duration=scale.max_duration, hidden_dim=32, num_layers=1,
-            batch_size=4, lr=scale.lr, epochs=1, crf_backend=backend, seed=scale.train_seed,
-        )
+        cfg = replace(scale.run, encoder="bilstm", features="onehot", hidden_dim=32, num_layers=1,
+                      batch_size=4, epochs=1, backend=backend, no_triton=False,
+                      ).train_config("semicrf", NUM_CLASSES)
         model = cfg.build().to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         losses: list[float] = []
@@ -779,6 +752,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     """The Markdown form of a validation report (claims table, model table, plots)."""
     exp = report["experiment"]
     scale = exp["scale"]
+    run = scale["run"]
     gen = exp["generator"]["durations"]
     s = report["summary"]
     wall = report.get("experiment_wall_s")
@@ -801,9 +775,9 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Scale: T = {exp['seq_length']}, K = {exp['max_duration']}, "
         f"{scale['num_train']}/{scale['num_val']}/{scale['num_test']} sequences, encoder "
-        f"{scale['encoder']} (hidden {scale['hidden_dim']}, {scale['num_layers']} layer(s)), "
-        f"batch {scale['batch_size']}, lr {scale['lr']}, {scale['epochs']} epochs, "
-        f"torch threads while training {scale['num_threads'] or 'unchanged'}, "
+        f"{run['encoder']} (hidden {run['hidden_dim']}, {run['num_layers']} layer(s)), "
+        f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs, "
+        f"torch threads while training {run['threads']}, "
         f"signal {exp['generator']['signal']}.",
         "",
         "Ground truth (median, min-max; the changed ground truth doubles the exon):",
@@ -854,8 +828,12 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 
 
 def with_overrides(scale: Scale, **changes: Any) -> Scale:
-    """A copy of ``scale`` with fields replaced (for tests and sweeps)."""
-    return replace(scale, **changes)
+    """A copy of ``scale`` with fields of the scale or of its run settings replaced (for tests
+    and sweeps), e.g. ``with_overrides(scale, num_train=8, epochs=2)``."""
+    own = {f.name for f in fields(Scale)}
+    run = {k: v for k, v in changes.items() if k not in own}
+    base = {k: v for k, v in changes.items() if k in own}
+    return replace(scale, **base, run=replace(base.get("run", scale.run), **run))
 
 
 # ---- signal sweep (informational, no thresholds) ----------------------------------------

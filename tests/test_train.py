@@ -31,9 +31,14 @@ def tiny_data(tmp_path_factory):
 def _run_config(data, out, **kw):
     base = dict(data_dir=str(data), output_dir=str(out), encoder="bilstm", max_duration=24,
                 hidden_dim=8, num_layers=1, batch_size=4, lr=3e-3, epochs=1, device="cpu",
-                log_every=1)
+                log_every=1, threads="1")
     base.update(kw)
     return RunConfig(**base)
+
+
+def _train_config(model, **kw):
+    """One model's TrainConfig on the tiny data: 5 one-hot features, 3 labels."""
+    return _run_config("", "", features="onehot", **kw).train_config(model, 3)
 
 
 def test_all_four_models_end_to_end_and_checkpoints_reload(tiny_data, tmp_path):
@@ -77,9 +82,7 @@ def _interrupting_progress(after_batches):
 @pytest.mark.parametrize("model", ["semicrf", "softmax"])
 def test_resume_reproduces_the_uninterrupted_run(tiny_data, tmp_path, model):
     train, val = load_split(tiny_data, "train"), load_split(tiny_data, "val")
-    cfg = TrainConfig(model=model, encoder="bilstm", features="onehot", input_dim=5,
-                      num_labels=3, max_duration=16, hidden_dim=8, num_layers=1, batch_size=4,
-                      lr=3e-3, epochs=3, seed=1)
+    cfg = _train_config(model, max_duration=16, lr=3e-3, epochs=3, seed=1)
     full = train_model(cfg, train, val, tmp_path / "full")
     with pytest.raises(_Interrupt):  # killed in the middle of epoch 2 (2 batches per epoch)
         train_model(cfg, train, val, tmp_path / "cut", progress=_interrupting_progress(3))
@@ -100,9 +103,7 @@ def test_loss_decreases_on_a_learnable_problem(tiny_data, model):
     features = torch.nn.functional.one_hot(labels, 5).float()
     features += 0.5 * torch.randn(features.shape, generator=gen)
     lengths = torch.full((4,), labels.shape[1])
-    cfg = TrainConfig(model=model, encoder="bilstm", features="onehot", input_dim=5,
-                      num_labels=3, max_duration=16, hidden_dim=8, num_layers=1, batch_size=4,
-                      lr=3e-2, epochs=1, seed=0)
+    cfg = _train_config(model, max_duration=16, lr=3e-2, epochs=1, seed=0)
     net: SegmentationModel = cfg.build()
     opt = torch.optim.Adam(net.parameters(), lr=3e-2)
     losses = []
@@ -117,9 +118,7 @@ def test_loss_decreases_on_a_learnable_problem(tiny_data, model):
 
 def test_non_finite_loss_stops_with_model_epoch_and_batch(tiny_data, tmp_path, monkeypatch):
     train, val = load_split(tiny_data, "train"), load_split(tiny_data, "val")
-    cfg = TrainConfig(model="semicrf", encoder="bilstm", features="onehot", input_dim=5,
-                      num_labels=3, max_duration=8, hidden_dim=4, num_layers=1, batch_size=4,
-                      lr=1e-3, epochs=2)
+    cfg = _train_config("semicrf", max_duration=8, hidden_dim=4, lr=1e-3, epochs=2)
     calls = {"n": 0}
     original = SegmentationModel.loss
 
@@ -135,7 +134,7 @@ def test_non_finite_loss_stops_with_model_epoch_and_batch(tiny_data, tmp_path, m
 
 def test_resume_with_other_features_is_refused(tiny_data, tmp_path):
     run_benchmark(_run_config(tiny_data, tmp_path, models=("softmax",)))
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(ValueError, match="settings differ.*--features: 'onehot' -> 'kmer'"):
         run_benchmark(_run_config(tiny_data, tmp_path, models=("softmax",), features="kmer",
                                   resume=True))
 
@@ -161,9 +160,7 @@ def test_selection_ties_go_to_the_lower_validation_loss(tiny_data, tmp_path, mon
 
     monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"boundary_f1": 0.0})
     train, val = load_split(tiny_data, "train"), load_split(tiny_data, "val")
-    cfg = TrainConfig(model="softmax", encoder="bilstm", features="onehot", input_dim=5,
-                      num_labels=3, max_duration=8, hidden_dim=4, num_layers=1, batch_size=4,
-                      lr=3e-2, epochs=4)
+    cfg = _train_config("softmax", max_duration=8, hidden_dim=4, lr=3e-2, epochs=4)
     result = train_model(cfg, train, val, tmp_path)
     losses = [row["val_loss"] for row in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1

@@ -18,8 +18,9 @@ from semicrf.metrics import boundary_match_counts, evaluate
 from semicrf.stats import paired_bootstrap
 
 TINY = v.Scale(
-    name="tiny", length_factor=50, num_train=6, num_val=2, num_test=4, encoder="bilstm",
-    hidden_dim=4, num_layers=1, batch_size=3, lr=1e-2, epochs=1, device="cpu", num_threads=1,
+    name="tiny", length_factor=50, num_train=6, num_val=2, num_test=4,
+    run=v.scale_run(encoder="bilstm", max_duration=20, hidden_dim=4, num_layers=1, batch_size=3,
+                    lr=1e-2, epochs=1, device="cpu", threads="1"),
 )
 
 
@@ -83,7 +84,7 @@ def test_cache_is_reused_resumed_and_rebuilt(tiny_run):
     resumed = v.run_experiment(experiment, root)
     assert not resumed.from_cache and (result.root / "complete.json").is_file()
     history = resumed.payload["models"]["semicrf"]["history"]
-    assert len(history) == TINY.epochs  # resumed after the last epoch: no extra epoch
+    assert len(history) == TINY.run.epochs  # resumed after the last epoch: no extra epoch
     # --validation-rebuild trains again from scratch.
     ckpt = result.root / "run" / "checkpoints" / "semicrf_last.pt"
     ckpt_stamp = ckpt.stat().st_mtime_ns

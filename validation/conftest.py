@@ -40,7 +40,7 @@ def validation_outcome(request: pytest.FixtureRequest) -> ValidationOutcome:
     started = time.perf_counter()
     config = request.config
     scale = v.SCALES[config.getoption("--validation-scale")]
-    if scale.device is None and not torch.cuda.is_available():
+    if scale.run.device is None and not torch.cuda.is_available():
         pytest.skip(f"--validation-scale {scale.name} trains the spec's models on a GPU; "
                     "no CUDA device here (use --validation-scale cpu)")
     overrides = v.read_generator_overrides(config.getoption("--generator-config"))

@@ -1,52 +1,61 @@
-"""``semicrf run``: argument parsing only; the work is done by :mod:`semicrf.pipeline`."""
+"""``semicrf run``: the parser is built from :class:`semicrf.pipeline.RunConfig`; the work is
+done by :func:`semicrf.pipeline.run_benchmark`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
+import logging
+from typing import Any
 
-from tqdm import tqdm
+from semicrf.pipeline import RunConfig
 
-from semicrf.models import MODEL_NAMES
-from semicrf.pipeline import CRF_BACKENDS, RunConfig, run_benchmark
+
+def _option(field: dataclasses.Field) -> str:
+    return "--" + field.name.replace("_", "-")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the flags of ``semicrf run`` (the spec's, plus --models, --seed, --resume)."""
-    add = parser.add_argument
-    add("--data-dir", required=True, help="Dataset written by `semicrf generate`.")
-    add("--output-dir", required=True, help="Where metrics, plots and checkpoints go.")
-    add("--encoder", default="mamba", choices=("mamba", "mamba_stub", "bilstm"),
-        help="mamba needs mamba-ssm and CUDA; mamba_stub is the pure-PyTorch Mamba.")
-    add("--features", default="onehot", choices=("onehot", "kmer"), help="Input features.")
-    add("--max-duration", type=int, default=1000, help="Max segment duration K.")
-    add("--hidden-dim", type=int, default=256, help="Encoder hidden dimension.")
-    add("--num-layers", type=int, default=4, help="Encoder layers.")
-    add("--batch-size", type=int, default=16, help="Sequences per batch.")
-    add("--lr", type=float, default=1e-3, help="Peak learning rate (AdamW, warm-up + cosine).")
-    add("--epochs", type=int, default=100, help="Training epochs.")
-    add("--device", default=None, choices=("cuda", "cpu"),
-        help="Default: cuda when available, else cpu.")
-    add("--log-every", type=int, default=10, help="Update the progress line every N batches.")
-    add("--backend", default="streaming", choices=CRF_BACKENDS,
-        help="Semi-CRF backend: streaming (Triton on CUDA, else PyTorch), reference, triton.")
-    add("--no-triton", action="store_true", help="Disable Triton (use the PyTorch path).")
-    add("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES,
-        help="Subset of models to train (default: all four).")
-    add("--seed", type=int, default=0, help="Seed for initialisation and data order.")
-    add("--resume", action="store_true",
-        help="Continue from checkpoints/{model}_last.pt where a previous run stopped.")
+    """Register one flag per :class:`RunConfig` field (name, type, default, choices, help)."""
+    for field in dataclasses.fields(RunConfig):
+        meta = field.metadata
+        kwargs: dict[str, Any] = {"help": meta["help"], "dest": field.name}
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            kwargs["required"] = True
+        elif field.default_factory is not dataclasses.MISSING:  # a tuple: one or more values
+            kwargs.update(nargs="+", default=list(field.default_factory()))
+        elif isinstance(field.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["default"] = field.default
+            if field.default is not None and not isinstance(field.default, str):
+                kwargs["type"] = type(field.default)
+        if meta["choices"] is not None:
+            kwargs["choices"] = meta["choices"]
+        parser.add_argument(_option(field), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The :class:`RunConfig` of parsed arguments (lists become tuples)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = RunConfig(
-        data_dir=args.data_dir, output_dir=args.output_dir, encoder=args.encoder,
-        features=args.features, max_duration=args.max_duration, hidden_dim=args.hidden_dim,
-        num_layers=args.num_layers, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
-        device=args.device, log_every=args.log_every, backend=args.backend,
-        no_triton=args.no_triton, models=tuple(args.models), seed=args.seed, resume=args.resume,
-    )
-    payload = run_benchmark(cfg, progress=tqdm)
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from semicrf.pipeline import run_benchmark
+
+    cfg = config_from_args(args)
+    if cfg.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    # bars only on a terminal (disable=None) and never with --quiet; log lines go through tqdm
+    progress = functools.partial(tqdm, disable=True if cfg.quiet else None)
+    with logging_redirect_tqdm():
+        payload = run_benchmark(cfg, progress=progress)
     summary = {m: {k: round(e["metrics"][k], 4) for k in ("boundary_f1", "segment_f1",
                                                          "position_f1_macro")}
                for m, e in payload["models"].items()}
