@@ -10,6 +10,7 @@ so a resumed run on CPU reproduces the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -85,6 +86,14 @@ class TrainResult:
 def no_progress(iterable: Iterable, **_: Any) -> Iterable:
     """The default progress factory: iterate without showing anything."""
     return iterable
+
+
+def progress_bars(quiet: bool) -> ProgressFactory:
+    """tqdm bars on stderr, shown only when stderr is a terminal and ``quiet`` is not set
+    (use inside ``tqdm.contrib.logging.logging_redirect_tqdm`` so log lines do not break them)."""
+    from tqdm import tqdm
+
+    return functools.partial(tqdm, disable=True if quiet else None)  # None: off unless a TTY
 
 
 def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:

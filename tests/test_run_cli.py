@@ -170,3 +170,23 @@ def test_resume_after_kill_9_ends_with_the_uninterrupted_metrics(data, tmp_path,
     assert done.returncode == 0, done.stderr
     assert _results(tmp_path) == uninterrupted
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_progress_bars_only_on_a_terminal_and_never_when_quiet(monkeypatch):
+    from semicrf.train import progress_bars
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, _text: str) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert not progress_bars(False)(range(2)).disable
+    assert progress_bars(True)(range(2)).disable
+    monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))  # noqa: SIM115
+    assert progress_bars(False)(range(2)).disable

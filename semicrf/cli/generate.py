@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Strength in [0, 1] of class-specific composition and site profiles "
              "(0: only the GT...AG motifs; default 0.5, human-like). Overrides --config.",
     )
+    parser.add_argument("--quiet", action="store_true", help="No progress bar, warnings and errors only.")
 
 
 def _read_config(path: str | None) -> dict[str, Any] | None:
@@ -49,14 +51,18 @@ def _read_config(path: str | None) -> dict[str, Any] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from semicrf.data import generate_dataset
+    from semicrf.train import progress_bars
 
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
     overrides = _read_config(args.config)
     total = args.num_train + args.num_val + args.num_test
     t0 = time.perf_counter()
-    with tqdm(total=max(total, 0), unit="seq", desc="generate", disable=None) as bar:
+    bars = progress_bars(args.quiet)
+    with logging_redirect_tqdm(), bars(total=max(total, 0), unit="seq", desc="generate") as bar:
         out = generate_dataset(
             args.output_dir,
             num_train=args.num_train,

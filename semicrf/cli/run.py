@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 from typing import Any
 
 from semicrf.pipeline import RunConfig
+from semicrf.train import progress_bars
 
 
 def _option(field: dataclasses.Field) -> str:
@@ -44,7 +44,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from semicrf.pipeline import run_benchmark
@@ -52,10 +51,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.quiet:
         logging.getLogger().setLevel(logging.WARNING)
-    # bars only on a terminal (disable=None) and never with --quiet; log lines go through tqdm
-    progress = functools.partial(tqdm, disable=True if cfg.quiet else None)
-    with logging_redirect_tqdm():
-        payload = run_benchmark(cfg, progress=progress)
+    with logging_redirect_tqdm():  # log lines are written above the bars, not through them
+        payload = run_benchmark(cfg, progress=progress_bars(cfg.quiet))
     summary = {m: {k: round(e["metrics"][k], 4) for k in ("boundary_f1", "segment_f1",
                                                          "position_f1_macro")}
                for m, e in payload["models"].items()}
