@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo validate bench gpu-check gpu-wheels lint clean
+.PHONY: install test demo validate bench gpu-check gpu-wheels lint clean real-genes-data real-genes
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,32 @@ gpu-check:
 # dependency, never committed): download here, carry .wheels/ to the GPU machine.
 gpu-wheels:
 	$(PY) -m pip download --no-deps --dest .wheels flash-semicrf==0.2.0
+
+# Real genes (docs/real_genomes.md): AUGUSTUS's tutorial training set, 586 Drosophila loci,
+# from Debian's augustus-doc package (no root needed), checked against its known checksum.
+REAL_GENES_DIR ?= data/real_genes
+REAL_GENES_GB := $(REAL_GENES_DIR)/genes.gb
+REAL_GENES_SHA256 := 7e58d4a0e345932326fd40ca8beb79f29e1315f08204b34365ed4070daca79bf
+REAL_GENES_OUT ?= results/real_genes
+REAL_GENES_SCALE ?= full
+
+$(REAL_GENES_GB):
+	rm -rf $(REAL_GENES_DIR)/deb $(REAL_GENES_DIR)/pkg
+	mkdir -p $(REAL_GENES_DIR)/deb
+	cd $(REAL_GENES_DIR)/deb && apt-get download augustus-doc
+	dpkg -x $(REAL_GENES_DIR)/deb/augustus-doc_*.deb $(REAL_GENES_DIR)/pkg
+	cp $(REAL_GENES_DIR)/pkg/usr/share/doc/augustus/tutorial/results/genes.gb $@.tmp
+	echo "$(REAL_GENES_SHA256)  $@.tmp" | sha256sum -c -
+	mv $@.tmp $@
+	rm -rf $(REAL_GENES_DIR)/deb $(REAL_GENES_DIR)/pkg
+
+real-genes-data: $(REAL_GENES_GB)
+
+# The four models and AUGUSTUS (apt-get install augustus augustus-data) on the test loci:
+# about an hour on 2 CPU cores; REAL_GENES_SCALE=smoke runs the machinery in minutes.
+real-genes: $(STAMP) $(REAL_GENES_GB)
+	$(BIN)/python -m semicrf.genomes.benchmark --genbank $(REAL_GENES_GB) \
+		--output-dir $(REAL_GENES_OUT) --scale $(REAL_GENES_SCALE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

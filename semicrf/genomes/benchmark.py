@@ -83,9 +83,10 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    # about an hour on 2 CPU cores (docs/real_genomes.md has the measured times)
+    # about an hour on 2 shared CPU cores: the CRF heads train at about 6 kb/s per thread
+    # here (K = 1000), so 3 epochs of the 2.3 Mb train split (docs/real_genomes.md)
     "full": Scale("full", seq_length=8000, max_duration=1000, hidden_dim=32, num_layers=1,
-                  batch_size=8, lr=3e-3, epochs=6, max_loci=None),
+                  batch_size=8, lr=3e-3, epochs=3, max_loci=None),
     # the machinery end to end in about a minute
     "smoke": Scale("smoke", seq_length=1500, max_duration=60, hidden_dim=8, num_layers=1,
                    batch_size=4, lr=3e-3, epochs=1, max_loci=24, window=4000, overlap=500),
