@@ -34,12 +34,18 @@ import numpy as np
 from semicrf.atomic_io import write_json, write_text
 from semicrf.data import read_meta
 from semicrf.genomes.annotation import Transcript, labels_from_transcripts
+from semicrf.genomes.augustus import augustus_version, run_augustus
 from semicrf.genomes.gene_metrics import gene_level_counts, metrics_from_counts
 from semicrf.genomes.importer import import_dataset
+from semicrf.genomes.predict import load_predictor, predict_genes
 from semicrf.genomes.readers import read_fasta, read_gff3
+from semicrf.genomes.writers import write_gff3
 from semicrf.labels import EXON, INTRON, label_runs
 from semicrf.metrics import boundary_match_counts, evaluate, f1_from_counts, kl_divergence, log_length_edges
 from semicrf.models import MODEL_NAMES
+from semicrf.pipeline import RunConfig, run_benchmark
+from semicrf.plots import plot_duration_comparison
+from semicrf.report import to_jsonable
 from semicrf.stats import paired_bootstrap
 
 log = logging.getLogger(__name__)
@@ -113,8 +119,6 @@ def subset_genbank(src: str | Path, dest: Path, max_loci: int) -> Path:
 
 
 def _train(scale: Scale, data: Path, run_dir: Path, device: str, models: Sequence[str]) -> None:
-    from semicrf.pipeline import RunConfig, run_benchmark
-
     resume = (run_dir / "config.json").is_file()
     run_benchmark(RunConfig(
         data_dir=str(data), output_dir=str(run_dir), encoder="bilstm",
@@ -126,9 +130,6 @@ def _train(scale: Scale, data: Path, run_dir: Path, device: str, models: Sequenc
 
 def _predict(scale: Scale, run_dir: Path, fasta: Path, out: Path, models: Sequence[str],
              device: str) -> dict[str, float]:
-    from semicrf.genomes.predict import load_predictor, predict_genes
-    from semicrf.genomes.writers import write_gff3
-
     sequences = read_fasta(fasta)
     seconds = {}
     for name in models:
@@ -269,8 +270,6 @@ def run_real_genes(genbank: str | Path, output_dir: str | Path, scale: Scale, *,
                    device: str = "cpu", augustus: bool = True, seed: int = 42,
                    command: str = "") -> dict[str, Any]:
     """Run the whole benchmark (see the module docstring); returns the report."""
-    from semicrf.plots import plot_duration_comparison
-
     started = time.perf_counter()
     out = Path(output_dir)
     source = Path(genbank)
@@ -285,8 +284,6 @@ def run_real_genes(genbank: str | Path, output_dir: str | Path, scale: Scale, *,
     methods = list(models)
     versions: dict[str, str] = {}
     if augustus:
-        from semicrf.genomes.augustus import augustus_version, run_augustus
-
         t0 = time.perf_counter()
         run_augustus(fasta, preds_dir / f"{AUGUSTUS}.gff3")
         seconds[AUGUSTUS] = time.perf_counter() - t0
@@ -325,15 +322,9 @@ def run_real_genes(genbank: str | Path, output_dir: str | Path, scale: Scale, *,
         entry.pop("history", None)
         entry.pop("learned_duration", None)
         entry.pop("metrics", None)
-    write_json(out / "report.json", _jsonable(report))
+    write_json(out / "report.json", to_jsonable(report))
     write_text(out / "report.md", report_markdown(report))
     return report
-
-
-def _jsonable(obj: Any) -> Any:
-    from semicrf.report import to_jsonable
-
-    return to_jsonable(obj)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
