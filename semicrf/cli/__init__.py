@@ -1,4 +1,4 @@
-"""The ``semicrf`` command line: ``semicrf generate | run | compare``.
+"""The ``semicrf`` command line: ``semicrf generate | run | compare | import | predict``.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and
 ``main(args) -> int``; this module only wires them together.
