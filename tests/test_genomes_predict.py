@@ -164,6 +164,13 @@ def test_both_strands_keep_the_better_of_overlapping_genes(monkeypatch: pytest.M
     both = predict_mod.predict_genes(pred, {"s": seq}, both_strands=True)["s"]
     assert [(g.gene_id, g.strand, g.cds) for g in both] == [
         ("s.g1", -1, ((40, 80),)), ("s.g2", -1, ((260, 280),))]
+    # rivals are found by bisection over each strand's sorted, disjoint genes
+    genes = [predict_mod.Transcript(f"p{i}", "s", 1, ((s, s + 10),), ((s, s + 10),), score=0.5)
+             for i, s in enumerate(range(0, 200, 20))]
+    rivals = [predict_mod.Transcript(f"m{i}", "s", -1, ((s, s + 10),), ((s, s + 10),), score=sc)
+              for i, (s, sc) in enumerate([(5, 0.9), (45, 0.1), (95, 0.9), (150, 0.5)])]
+    kept = {g.gene_id for g in predict_mod._resolve_strands(genes, rivals)}
+    assert kept == ({f"p{i}" for i in range(10)} - {"p0", "p5"}) | {"m0", "m2", "m3"}
     assert INTERGENIC == 0
 
 

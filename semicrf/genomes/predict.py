@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,27 +102,34 @@ def _cut(prev: np.ndarray, nxt: np.ndarray, lo: int, hi: int) -> int:
     return lo + int(agree[np.argmin(np.abs(agree - mid))])
 
 
-def decode_sequence(pred: Predictor, tokens: np.ndarray, *, window: int = 20000,
-                    overlap: int = 2000, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Stitched labels (T,) int64 and marginals (T, C) of one token sequence (uint8 (T,))."""
-    bounds = window_bounds(int(tokens.size), window, overlap)
-    results: list[tuple[np.ndarray, np.ndarray]] = []
+def _decoded_windows(pred: Predictor, tokens: np.ndarray, bounds: list[tuple[int, int]],
+                     batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, len(bounds), batch_size):
         chunk = bounds[i:i + batch_size]  # equal lengths: all `window` long, or one window
         labels, post = _decode_batch(pred, [tokens[s:e] for s, e in chunk])
-        results.extend(zip(labels, post))
+        yield from zip(labels, post)
+
+
+def decode_sequence(pred: Predictor, tokens: np.ndarray, *, window: int = 20000,
+                    overlap: int = 2000, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Stitched labels (T,) int64 and marginals (T, C) of one token sequence (uint8 (T,)).
+
+    Windows are stitched as they are decoded: at most one batch plus one window is held
+    besides the outputs."""
+    bounds = window_bounds(int(tokens.size), window, overlap)
     labels = np.empty(tokens.size, dtype=np.int64)
     post = np.empty((tokens.size, pred.num_labels))
-    at = 0
-    for j, ((s, e), (lab, mar)) in enumerate(zip(bounds, results)):
-        stop = e
-        if j + 1 < len(bounds):
-            ns, nlab = bounds[j + 1][0], results[j + 1][0]
+    at, prev = 0, None
+    for j, (lab, mar) in enumerate(_decoded_windows(pred, tokens, bounds, batch_size)):
+        if prev is not None:  # cut the previous window against this one
+            (s, e), (ns, _) = bounds[j - 1], bounds[j]
             lo = max(ns, at)  # the end-aligned last window may start before the previous cut
-            stop = _cut(lab[lo - s:], nlab[lo - ns:e - ns], lo, e)
-        labels[at:stop] = lab[at - s:stop - s]
-        post[at:stop] = mar[at - s:stop - s]
-        at = stop
+            stop = _cut(prev[0][lo - s:], lab[lo - ns:e - ns], lo, e)
+            labels[at:stop], post[at:stop] = prev[0][at - s:stop - s], prev[1][at - s:stop - s]
+            at = stop
+        prev = (lab, mar)
+    s = bounds[-1][0]
+    labels[at:], post[at:] = prev[0][at - s:], prev[1][at - s:]
     return labels, post
 
 
@@ -131,18 +139,25 @@ def _strand_genes(pred: Predictor, seqid: str, sequence: str, minus: bool, **kw:
     labels, post = decode_sequence(pred, encode_bases(seq, f"record {seqid!r}"), **kw)
     genes = transcripts_from_labels(labels, seqid, marginals=post)
     if minus:
-        genes = [g.reverse_complemented(len(sequence)) for g in genes]
+        genes = [g.reverse_complemented(len(sequence)) for g in reversed(genes)]  # sorted
     return genes
 
 
 def _resolve_strands(plus: list[Transcript], minus: list[Transcript]) -> list[Transcript]:
+    """Both strands' genes, less those that overlap a higher-scoring gene of the other
+    strand (ties keep the plus strand). Genes of one strand are disjoint and sorted."""
+    def score(g: Transcript) -> float:
+        return g.score or 0.0
+
     kept = []
-    for g in plus + minus:
-        rivals = [h for h in (minus if g.strand == 1 else plus)
-                  if h.start < g.end and g.start < h.end]
-        if all((g.score or 0.0) > (h.score or 0.0) or
-               ((g.score or 0.0) == (h.score or 0.0) and g.strand == 1) for h in rivals):
-            kept.append(g)
+    for own, other in ((plus, minus), (minus, plus)):
+        starts = [h.start for h in other]
+        ends = [h.end for h in other]
+        for g in own:
+            rivals = other[bisect_right(ends, g.start):bisect_left(starts, g.end)]
+            if all(score(g) > score(h) or (score(g) == score(h) and g.strand == 1)
+                   for h in rivals):
+                kept.append(g)
     return kept
 
 
