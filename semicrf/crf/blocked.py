@@ -15,7 +15,7 @@ Every linear-space quantity is checked: a past sum below ``_PAST_TINY`` is recom
 log space from its window, and a block whose solved values leave ``[_TINY, _HUGE]`` (or are
 not finite) is recomputed position by position in log space, so the result always equals
 the reference sweep up to float64 rounding. The duration mass of the backward is a
-cross-correlation of ``exp(gamma)`` and ``exp(u)`` evaluated in tiles of ``_TILE`` positions:
+cross-correlation of ``exp(gamma)`` and ``exp(u)`` evaluated in tiles of ``TILE`` positions:
 one batched matrix product per tile offset, with the same kind of checked rescaling.
 
 The backward is the forward recursion run on each sequence reversed at its own length
@@ -36,8 +36,12 @@ from semicrf.crf.streaming import NEG, BackwardSweep, ForwardSweep, Model64, Vit
 
 # Positions per block (the size of the triangular systems is BLOCK * C).
 BLOCK = 16
+# Positions per group: the window before a group is summed by one product of width GROUP.
+GROUP = 64
+# Largest range of the rescaled emissions e inside one block (see _intra_linear).
+_SPREAD = 600.0
 # Positions per tile of the duration-mass correlation.
-_TILE = 32
+TILE = 32  # a power of two
 # Solved linear-space values must lie in [_TINY, _HUGE]: below _TINY an underflowed term
 # could matter at float64 resolution, above _HUGE a later product could overflow.
 _TINY = 1e-200
@@ -58,118 +62,189 @@ def _lse(x: Tensor, dim: int) -> Tensor:
 
 
 class _Window:
-    """Constant tensors of the window recursion for one duration table and block size."""
+    """Constant tensors of the window recursion for one duration table.
 
-    def __init__(self, duration: Tensor, block: int) -> None:
+    Positions come in groups of ``group`` (a multiple of ``block``); the window before a
+    group is ``width`` positions (a whole number of chunks of ``block``, at least K).
+    """
+
+    def __init__(self, duration: Tensor, block: int, group: int) -> None:
         labels, max_len = duration.shape
-        dev, f64 = duration.device, torch.float64
-        self.block = block
+        dev = duration.device
+        self.block, self.group = block, group
         self.chunks = -(-max_len // block)
-        self.width = self.chunks * block  # past window length, a whole number of chunks
-        self.dmax = duration.amax(1)  # (C,)
-        lag = torch.arange(block, device=dev).view(block, 1) + self.width - torch.arange(
-            self.width, device=dev
-        ).view(1, self.width)  # (P, W): segment length from window slot j to row p
-        valid = lag <= max_len
-        idx = (lag - 1).clamp(max=max_len - 1)
-        log_past = duration[:, idx].masked_fill(~valid, NEG)  # (C, P, W)
-        self.log_past = log_past
-        self.past = (log_past - self.dmax.view(labels, 1, 1)).exp().transpose(1, 2).contiguous()
+        self.width = self.chunks * block
+        self.dmax = duration.amax(1).view(labels, 1, 1)
+        slots = torch.arange(self.width + group, device=dev)
+        rows = torch.arange(group, device=dev)
+        # slot j of the extended window [T0 - W, T0 + G) against row p (position T0 + p)
+        lag = rows.view(1, group) + self.width - slots.view(-1, 1)  # (W + G, G)
+        valid = (lag >= 1) & (lag <= max_len)
+        log_t = duration[:, (lag - 1).clamp(0, max_len - 1)].masked_fill_(~valid, NEG)
+        self.log_far = log_t[:, : self.width].transpose(1, 2).contiguous()  # (C, G, W)
+        self.log_near = log_t[:, self.width :]  # (C, G, G) [slot, row]
+        lin = (log_t - self.dmax).clamp_(min=-700.0).exp_() * valid
+        self.far = lin[:, : self.width].contiguous()  # (C, W, G)
+        self.near = lin[:, self.width :].contiguous()  # (C, G, G)
         p = torch.arange(block, device=dev)
-        lag_in = p.view(block, 1) - p.view(1, block)  # (P, P)
+        lag_in = p.view(block, 1) - p.view(1, block)  # (P, P) [row t, column s]
         ok = (lag_in >= 1) & (lag_in <= max_len)
-        self.log_intra = torch.where(
-            ok, duration[:, (lag_in - 1).clamp(0, max_len - 1)], torch.tensor(-math.inf, dtype=f64)
-        )  # (C, P, P), -inf where no segment
+        log_in = duration[:, (lag_in - 1).clamp(0, max_len - 1)]
+        self.log_intra = log_in.masked_fill(~ok, -math.inf)  # (C, P, P)
+        self.intra_t = (log_in.exp() * ok).permute(1, 0, 2).contiguous()  # (P, C, P) [t, c, s]
+
+
+def _window_sum(
+    wexp: Tensor, scale: Tensor, w: Tensor, lo: int, hi: int, lin: Tensor, log_t: Tensor,
+    dmax: Tensor, block: int,
+) -> Tensor:
+    """log sum_j exp(duration[lag] + w[j]) over buffer slots [lo, hi) for each row -> (C, B, R).
+
+    ``lin`` (C, hi - lo, R) holds exp(duration - dmax) (0 where no segment), ``log_t``
+    (C, R, hi - lo) the same in log space (NEG) for the exact repair. The window is rescaled
+    chunk by chunk to its largest chunk maximum and summed by one matrix product per label;
+    rows whose sum is below _PAST_TINY are recomputed in log space.
+    """
+    labels, batch, _ = wexp.shape
+    sc = scale[:, :, lo // block : hi // block]
+    top = sc.amax(2, keepdim=True)
+    fac = (sc - top).clamp_(min=-700.0).exp_().unsqueeze(3)
+    window = (wexp[:, :, lo:hi].view(labels, batch, -1, block) * fac).view(labels, batch, hi - lo)
+    r = torch.bmm(window, lin)
+    out = r.log().add_(top).add_(dmax)
+    bad = r < _PAST_TINY
+    if bad.any():
+        c_i, b_i, p_i = bad.nonzero(as_tuple=True)
+        out[c_i, b_i, p_i] = _lse(w[c_i, b_i, lo:hi] + log_t[c_i, p_i], 1)
+    return out
+
+
+def _tail_term(
+    w: Tensor, lo: int, count: int, carry: Tensor, last_dur: Tensor, tail: Tensor
+) -> Tensor:
+    """H at ``count`` consecutive positions from buffer slots [lo, lo + count) -> (C, B, count).
+
+    H[t] = logaddexp(H[t-1], w[t-K-1] + duration[K-1]) + tail, started from ``carry``
+    (H of the position before, (C, B)); slot lo holds w[t0 - K - 1] for the first row.
+    """
+    steps = torch.arange(1, count + 1, dtype=torch.float64, device=w.device)
+    # H[t0 + p] = lse(carry + (p+1) tail, lse_{i<=p} w_i + D + (p - i + 1) tail)
+    drift = tail.view(-1, 1, 1) * steps  # (C, 1, count): (p + 1) tail
+    terms = w[:, :, lo : lo + count] + last_dur.view(-1, 1, 1) - drift + tail.view(-1, 1, 1)
+    run = torch.logcumsumexp(terms, dim=2) + drift
+    return torch.logaddexp(run, carry.unsqueeze(2) + drift)
 
 
 def _sum_engine(
-    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, block: int
+    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, block: int, group: int,
+    extra: Tensor | None = None, tail: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The window recursion in the (+, log) semiring, forward in position.
 
     prefix (C, B, N + 1) emission prefix sums; mix (C, C) [from, to]; duration (C, K);
     w0 (C, B) the value of ``w`` at position 0. Returns v, w (C, B, N + 1) with
-    ``v[t] = lse_{k=1..min(K,t)} duration[k-1] + w[t-k]`` (v[0] = NEG) and
-    ``w[t, c] = lse_c'(v[t, c'] + prefix[t, c'] + mix[c', c]) - prefix[t, c]`` for t >= 1.
+    ``v[t] = lse(lse_{k=1..min(K,t)} duration[k-1] + w[t-k], H[t], extra[t])`` (v[0] = NEG)
+    and ``w[t, c] = lse_c'(v[t, c'] + prefix[t, c'] + mix[c', c]) - prefix[t, c]`` for t >= 1.
+    ``extra`` (C, B, N + 1) is an optional known log term; ``tail`` (C,) adds runs longer than
+    K: ``H[t] = lse_{s <= t-K-1} w[s] + duration[K-1] + (t - s - K) tail``.
     """
     labels, batch, n1 = prefix.shape
     dev, f64 = prefix.device, torch.float64
-    win = _Window(duration, block)
-    width, chunks = win.width, win.chunks
-    nblocks = -(-(n1 - 1) // block)
-    # buffer index of position t is width - 1 + t; chunk j covers indices [j P, (j+1) P)
-    total = width + nblocks * block
+    max_len = duration.shape[1]
+    if tail is not None:  # H of a group must depend on earlier groups only
+        group = max(1, min(group, max_len + 1))
+    block = min(block, group)
+    group -= group % block
+    win = _Window(duration, block, group)
+    width = win.width
+    ngroups = -(-(n1 - 1) // group)
+    # buffer slot of position t is width - 1 + t; chunk j covers slots [j P, (j+1) P)
+    total = width + ngroups * group
     w = torch.full((labels, batch, total), NEG, dtype=f64, device=dev)
     w[:, :, width - 1] = w0
     wexp = torch.zeros(labels, batch, total, dtype=f64, device=dev)
     wexp[:, :, width - 1] = 1.0
     scale = torch.full((labels, batch, total // block), NEG, dtype=f64, device=dev)
-    scale[:, :, chunks - 1] = w0
+    scale[:, :, width // block - 1] = w0
     v = torch.full((labels, batch, n1), NEG, dtype=f64, device=dev)
     # per-position best emission prefix: rescaled emissions e = S - Phi never increase
     phi = torch.zeros(batch, n1, dtype=f64, device=dev)
     torch.cumsum(prefix.diff(dim=2).amax(0), dim=1, out=phi[:, 1:])
     rel = prefix - phi
     expmix = mix.exp()
-    mix_t = expmix.T.reshape(1, 1, labels, 1, labels)
-    dmax = win.dmax.view(labels, 1, 1)
-    for i in range(nblocks):
-        t0 = 1 + i * block
-        pe = min(block, n1 - t0)
-        b0 = width + i * block
-        # past part: one (B, W) @ (W, P) product per label over the rescaled window
-        sc = scale[:, :, i : i + chunks]
-        top = sc.amax(2, keepdim=True)
-        window = (wexp[:, :, b0 - width : b0].view(labels, batch, chunks, block)
-                  * (sc - top).exp_().unsqueeze(3)).view(labels, batch, width)
-        r = torch.bmm(window, win.past)  # (C, B, P)
-        vpast = r.log().add_(top).add_(dmax)
-        bad = r < _PAST_TINY
-        if bad.any():
-            c_i, b_i, p_i = bad.nonzero(as_tuple=True)
-            terms = w[c_i, b_i, b0 - width : b0] + win.log_past[c_i, p_i]
-            vpast[c_i, b_i, p_i] = _lse(terms, 1)
-        vpast = vpast[:, :, :pe]
-        e = rel[:, :, t0 : t0 + pe]
-        got = _intra_linear(vpast, e, win.log_intra[:, :pe, :pe], expmix, mix_t)
-        if got is None:
-            vb, wb = _intra_log(vpast, prefix[:, :, t0 : t0 + pe], win.log_intra, mix)
-        else:
-            vb, wb = got
-        v[:, :, t0 : t0 + pe] = vb
-        w[:, :, b0 : b0 + pe] = wb
-        top = wb.amax(2, keepdim=True)
-        scale[:, :, chunks + i] = top.squeeze(2)
-        wexp[:, :, b0 : b0 + pe] = (wb - top).exp_()
+    neg_mix_t = -expmix.T.reshape(1, 1, labels, 1, labels)  # the system is I - L
+    carry = torch.full((labels, batch), NEG, dtype=f64, device=dev)
+    for g in range(ngroups):
+        g0 = 1 + g * group  # first position of the group
+        ge = min(group, n1 - g0)
+        s0 = width - 1 + g0  # its buffer slot
+        far = _window_sum(wexp, scale, w, s0 - width, s0, win.far[:, :, :ge],
+                          win.log_far[:, :ge], win.dmax, block)
+        if tail is not None and g0 > max_len:
+            h = _tail_term(w, s0 - max_len - 1, ge, carry, duration[:, -1], tail)
+            carry = h[:, :, -1]
+            far = torch.logaddexp(far, h)
+        if extra is not None:
+            far = torch.logaddexp(far, extra[:, :, g0 : g0 + ge])
+        for j in range(0, ge, block):
+            t0, b0 = g0 + j, s0 + j
+            pe = min(block, ge - j)
+            vpast = far[:, :, j : j + pe]
+            if j > 0:
+                near = _window_sum(wexp, scale, w, s0, b0, win.near[:, :j, j : j + pe],
+                                   win.log_near[:, :j, j : j + pe].transpose(1, 2), win.dmax,
+                                   block)
+                vpast = torch.logaddexp(vpast, near)
+            e = rel[:, :, t0 : t0 + pe]
+            intra_t = win.intra_t if pe == block else win.intra_t[:pe, :, :pe]
+            got = _intra_linear(vpast, e, intra_t, expmix, neg_mix_t)
+            if got is None:
+                vb, wb = _intra_log(vpast, prefix[:, :, t0 : t0 + pe], win.log_intra, mix)
+            else:
+                vb, wb = got
+            v[:, :, t0 : t0 + pe] = vb
+            w[:, :, b0 : b0 + pe] = wb
+            top = wb.amax(2, keepdim=True)
+            scale[:, :, b0 // block] = top.squeeze(2)
+            wexp[:, :, b0 : b0 + pe] = (wb - top).clamp_(min=-700.0).exp_()
     return v, w[:, :, width - 1 : width - 1 + n1]
 
 
 def _intra_linear(
-    vpast: Tensor, e: Tensor, log_intra: Tensor, expmix: Tensor, mix_t: Tensor
+    vpast: Tensor, e: Tensor, intra_t: Tensor, expmix: Tensor, neg_mix_t: Tensor
 ) -> tuple[Tensor, Tensor] | None:
     """One block's recursion as a triangular solve; None when a value is out of range.
 
-    Unknowns X[t, c] = exp(w[t, c] + e[t, c] - rho) and Y = exp(v + e - rho) with rho the
-    block's largest past term; segments inside the block have factor
-    exp(duration + e[t] - e[s]) <= exp(max duration) since e never increases.
+    vpast, e (C, B, P); intra_t (P, C, P) exp(duration) by [t, c, s] (0 where no segment);
+    neg_mix_t (1, 1, C, 1, C) holds -exp(mix[c'', c']) at [c', c'']. The unknowns are
+    Y[t, c] = exp(v[t, c] + e[t, c] - rho) (rho the block's largest past term), with
+    X = Y @ exp(mix) = exp(w + e - rho); a segment [s, t) inside the block has the factor
+    exp(duration) * exp(e[t] - e[s]), formed as exp(e[t] - mid) * exp(mid - e[s]) (mid the
+    middle of e's range, which must be below _SPREAD so that neither factor under- or
+    overflows); it is at most exp(max duration) since e never increases.
     """
     labels, batch, pe = vpast.shape
+    first, last = e[:, :, :1], e[:, :, -1:]
+    if bool(((first - last) > _SPREAD).any()):
+        return None
+    mid = 0.5 * (first + last)
     ve = vpast + e
     rho = ve.amax(dim=(0, 2), keepdim=True)  # (1, B, 1)
-    ypast = (ve - rho).exp_()  # (C, B, P)
-    g = (log_intra.unsqueeze(1) + e.unsqueeze(3) - e.unsqueeze(2)).exp_()  # (C, B, P, P)
-    system = g.permute(1, 2, 3, 0).unsqueeze(2) * mix_t  # (B, P, C, P, C): [b, t, c, s, c']
-    system = system.reshape(batch, pe * labels, pe * labels).neg_()
-    rhs = torch.matmul(ypast.permute(1, 2, 0), expmix).reshape(batch, pe * labels, 1)
-    x = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    x = x.view(batch, pe, labels).permute(2, 0, 1)  # (C, B, P)
-    y = torch.matmul(g, x.unsqueeze(3)).squeeze(3).add_(ypast)
-    ok = ((y >= _TINY) & (y <= _HUGE)).all() and ((x >= _TINY) & (x <= _HUGE)).all()
-    if not ok:
+    rhs = (ve - rho).clamp_(min=-700.0).exp_().permute(1, 2, 0)  # (B, P, C)
+    rows = (e - mid).exp_().permute(1, 2, 0).contiguous().unsqueeze(3)  # (B, P, C, 1)
+    cols = (mid - e).exp_().transpose(0, 1).contiguous().unsqueeze(1)  # (B, 1, C, P)
+    seg = rows * cols * intra_t  # (B, P, C, P): [b, t, c, s]
+    system = torch.empty(batch, pe, labels, pe, labels, dtype=e.dtype, device=e.device)
+    torch.mul(seg.unsqueeze(4), neg_mix_t, out=system)
+    system = system.view(batch, pe * labels, pe * labels)
+    y = torch.linalg.solve_triangular(system, rhs.reshape(batch, pe * labels, 1), upper=False,
+                                      unitriangular=True).view(batch, pe, labels)
+    x = torch.matmul(y, expmix)
+    both = torch.stack([y, x])  # (2, B, P, C)
+    if not bool(((both >= _TINY) & (both <= _HUGE)).all()):
         return None
-    shift = rho - e
-    return y.log().add_(shift), x.log().add_(shift)
+    both = both.log_().permute(0, 3, 1, 2).add(rho - e)  # (2, C, B, P)
+    return both[0], both[1]
 
 
 def _intra_log(
@@ -193,14 +268,19 @@ def _label_major(x: Tensor) -> Tensor:
     return x.transpose(0, 1).contiguous()
 
 
-def forward_sweep(m: Model64, block: int = BLOCK) -> ForwardSweep:
+def _supported(m: Model64) -> bool:
+    """Models the blocked sweeps handle; the others go to the reference sweeps."""
+    return m.bad_counts is None and m.semantics == "segments"
+
+
+def forward_sweep(m: Model64, block: int = BLOCK, group: int = GROUP) -> ForwardSweep:
     """alpha, gamma and log Z as ``streaming.forward_sweep`` computes them."""
-    if m.bad_counts is not None:
+    if not _supported(m):
         return streaming.forward_sweep(m)
     batch, length, labels, max_len = m.shape
     prefix = _label_major(m.prefix)  # (C, B, T + 1)
     w0 = m.start.view(labels, 1).expand(labels, batch)
-    v, w = _sum_engine(prefix, m.transition, m.duration, w0, block)
+    v, w = _sum_engine(prefix, m.transition, m.duration, w0, block, group)
     alpha = _label_major(v + prefix)
     alpha[:, :, 0] = NEG
     gamma = torch.full((batch, labels, max_len + length), NEG, dtype=torch.float64,
@@ -218,10 +298,11 @@ def _reverse_index(lengths: Tensor, n1: int) -> Tensor:
 
 
 def backward_sweep(
-    m: Model64, fwd: ForwardSweep, with_duration: bool = True, block: int = BLOCK
+    m: Model64, fwd: ForwardSweep, with_duration: bool = True, block: int = BLOCK,
+    group: int = GROUP, tile: int = TILE,
 ) -> BackwardSweep:
     """u, out and the duration mass as ``streaming.backward_sweep`` computes them."""
-    if m.bad_counts is not None:
+    if not _supported(m):
         return streaming.backward_sweep(m, fwd, with_duration)
     batch, length, labels, max_len = m.shape
     dev, f64 = m.prefix.device, torch.float64
@@ -230,7 +311,7 @@ def backward_sweep(
     end = prefix.gather(2, m.lengths.view(1, batch, 1).expand(labels, batch, 1))  # S[L]
     rev = end - prefix.gather(2, src)  # reversed prefix, 0 at tau = 0
     zeros = torch.zeros(labels, batch, dtype=f64, device=dev)
-    v, w = _sum_engine(rev, m.transition.T, m.duration, zeros, block)
+    v, w = _sum_engine(rev, m.transition.T, m.duration, zeros, block, group)
     # back to original positions s = L - tau: out[s] = v[tau] + S[L] - S[s], u[s] = w[tau] + S[L]
     pos = torch.arange(length + 1, device=dev)
     tau = (m.lengths.view(1, batch, 1) - pos).expand(labels, batch, length + 1)
@@ -243,67 +324,81 @@ def backward_sweep(
     out = out_lm[:, :, :length].transpose(0, 1).contiguous()
     if with_duration:
         mass = _duration_mass(fwd.gamma[:, :, max_len:], u[:, :, : length + 1], m.duration,
-                              fwd.log_z)
+                              fwd.log_z, tile)
     else:
         mass = torch.zeros(batch, labels, max_len, dtype=f64, device=dev)
     return BackwardSweep(u=u, out=out, duration_mass=mass)
 
 
-def _duration_mass(gamma: Tensor, u: Tensor, duration: Tensor, log_z: Tensor) -> Tensor:
+def _duration_mass(
+    gamma: Tensor, u: Tensor, duration: Tensor, log_z: Tensor, tile: int
+) -> Tensor:
     """sum_s exp(gamma[s] + duration[k-1] + u[s+k] - log Z) -> (B, C, K).
 
-    gamma (B, C, T) segment starts, u (B, C, T + 1). Positions are cut into tiles of Q; the
-    pairs (s-tile i, t-tile i + d) for d >= 1 give one (Q, Q) product per (b, c), summed
-    over i by a batched matrix product after scaling each s-tile row by
-    f = exp(max gamma_i + max u_{i+d} - log Z); these products leave out exp(duration),
-    multiplied in per lag at the end. Tiles with log f > _MASS_SCALE - max(max duration, 0)
-    and the d = 0 pairs (where the terms span the widest range) are summed exactly in log
-    space, so a product lost to underflow in the fast tiles is below exp(-708 + _MASS_SCALE)
-    in posterior units.
+    gamma (B, C, T) segment starts, u (B, C, T + 1). The pairs (s, t = s + k) are split
+    into rectangles of whole tiles: tile i of starts against tile i + d of ends (tiles of
+    ``tile``, d >= 1), and inside a tile, recursively, its first half against its second half
+    down to single positions. Each family of rectangles is one batched matrix product of
+    exp(gamma - tile max) and exp(u - tile max), each rectangle weighted by
+    f = exp(max gamma + max u - log Z); exp(duration) is multiplied in per lag at the end.
+    Rectangles with log f above _MASS_SCALE - max(max duration, 0) are summed exactly in
+    log space, so a term lost to underflow in the products is below exp(-400) in posterior
+    units.
     """
     batch, labels, length = gamma.shape
     max_len = duration.shape[1]
     dev, f64 = gamma.device, torch.float64
-    q = _TILE
+    q = tile
     nq = -(-length // q)
     nd = -(-max_len // q)  # largest tile offset that holds a lag <= K
     bc = batch * labels
-    g = torch.full((bc, nq, q), NEG, dtype=f64, device=dev)
-    g.view(bc, nq * q)[:, :length] = gamma.reshape(bc, length)
-    uu = torch.full((bc, nq + nd + 1, q), NEG, dtype=f64, device=dev)
-    uu.view(bc, -1)[:, : length + 1] = u.reshape(bc, length + 1)
+    g = torch.full((bc, nq * q), NEG, dtype=f64, device=dev)
+    g[:, :length] = gamma.reshape(bc, length)
+    uu = torch.full((bc, (nq + nd + 1) * q), NEG, dtype=f64, device=dev)
+    uu[:, : length + 1] = u.reshape(bc, length + 1)
     lz = log_z.repeat_interleave(labels).view(bc, 1)
-    gm = g.amax(2)  # (bc, nq)
-    um = uu.amax(2)  # (bc, nq + nd + 1)
-    gt = (g - gm.unsqueeze(2)).exp_()
-    ut = (uu - um.unsqueeze(2)).exp_()
     limit = _MASS_SCALE - duration.amax(1).clamp(min=0).repeat(batch).view(bc, 1)
-    # lag of pair (t = (i + d) q + a, s = i q + b) is d q + a - b; stored at index lag + q
-    ab = torch.arange(q, device=dev)
-    rel_lag = ab.view(q, 1) - ab.view(1, q)  # (Q, Q) [a, b]
-    size = (nd + 2) * q
+    size = (nd + 2) * q  # accumulator column of lag l is l + q
     fast_acc = torch.zeros(bc, size, dtype=f64, device=dev)  # divided by exp(duration)
     exact_acc = torch.zeros(bc, size, dtype=f64, device=dev)  # posterior units
     dur_pad = torch.full((labels, size), NEG, dtype=f64, device=dev)
     dur_pad[:, q + 1 : q + 1 + max_len] = duration
-    for d in range(1, nd + 1):
-        cross = gm + um[:, d : d + nq] - lz  # (bc, nq)
+
+    def scaled(x: Tensor) -> tuple[Tensor, Tensor]:
+        top = x.amax(2)
+        diff = x - top.unsqueeze(2)
+        return (diff.clamp(min=-700.0).exp_().mul_(diff > -700.0)), top
+
+    def rectangles(gs: Tensor, us: Tensor, gt: Tensor, gm: Tensor, ut: Tensor, um: Tensor,
+                   index: Tensor) -> None:
+        # gs, us (bc, n, h) raw tiles; gt, ut their scaled exps; gm, um (bc, n) tile maxima
+        cross = gm + um - lz
         fast = cross <= limit
         f = torch.where(fast, cross, NEG).exp_()
-        prod = torch.bmm(ut[:, d : d + nq].transpose(1, 2), gt * f.unsqueeze(2))  # (bc, Q, Q)
-        fast_acc.index_add_(1, (rel_lag + d * q + q).reshape(-1), prod.reshape(bc, q * q))
-        if not fast.all():
+        prod = torch.bmm(ut.transpose(1, 2), gt * f.unsqueeze(2))  # (bc, h, h) [a, b]
+        fast_acc.index_add_(1, index.reshape(-1), prod.reshape(bc, -1))
+        if not bool(fast.all()):
             r_i, i_i = (~fast).nonzero(as_tuple=True)
-            _exact_tiles(exact_acc, r_i, g[r_i, i_i], uu[r_i, i_i + d], rel_lag + d * q + q,
-                         dur_pad, labels, lz[r_i, 0])
-    # d = 0: pairs inside one tile (lags 1 .. Q - 1), exactly in log space
-    r_all = torch.arange(bc, device=dev).repeat_interleave(nq)
-    i_all = torch.arange(nq, device=dev).repeat(bc)
-    step = max(1, _EXACT_ELEMENTS // (q * q))
-    for lo in range(0, r_all.numel(), step):
-        r_i, i_i = r_all[lo : lo + step], i_all[lo : lo + step]
-        _exact_tiles(exact_acc, r_i, g[r_i, i_i], uu[r_i, i_i], rel_lag + q, dur_pad, labels,
-                     lz[r_i, 0])
+            _exact_tiles(exact_acc, r_i, gs[r_i, i_i], us[r_i, i_i], index, dur_pad, labels,
+                         lz[r_i, 0])
+
+    ab = torch.arange(q, device=dev)
+    gs, us = g.view(bc, nq, q), uu.view(bc, -1, q)
+    gt, gm = scaled(gs)
+    ut, um = scaled(us)
+    rel = ab.view(q, 1) - ab.view(1, q) + q  # lag of pair (t = a, s = b) at offset 0, plus q
+    for d in range(1, nd + 1):
+        rectangles(gs, us[:, d : d + nq], gt, gm, ut[:, d : d + nq], um[:, d : d + nq],
+                   rel + d * q)
+    h = q // 2
+    while h >= 1:
+        gs = g.view(bc, -1, h)[:, 0::2]
+        us = uu[:, : nq * q].view(bc, -1, h)[:, 1::2]
+        gt, gm = scaled(gs)
+        ut, um = scaled(us)
+        rel = ab[:h].view(h, 1) - ab[:h].view(1, h) + h + q
+        rectangles(gs, us, gt, gm, ut, um, rel)
+        h //= 2
     lags = slice(q + 1, q + 1 + max_len)
     fast_part = (fast_acc[:, lags].log() + dur_pad[:, lags].repeat(batch, 1)).exp_()
     return (fast_part + exact_acc[:, lags]).view(batch, labels, max_len)
@@ -318,14 +413,36 @@ def _exact_tiles(
     rows (n,) rows of acc (b * C + c); g, u (n, Q) the tiles of gamma and u; index (Q, Q)
     the accumulator column of pair (a, b), i.e. lag + Q (impossible lags hold NEG in dur_pad).
     """
-    n = rows.numel()
-    terms = (dur_pad[rows % labels][:, index] + u.unsqueeze(2) + g.unsqueeze(1)
-             - lz.view(n, 1, 1))  # [n, a, b]
-    vals = terms.clamp_(min=-745.0).exp_()
-    flat = (rows.view(n, 1) * acc.shape[1] + index.reshape(1, -1)).reshape(-1)
-    acc.view(-1).index_add_(0, flat, vals.reshape(-1))
+    step = max(1, _EXACT_ELEMENTS // index.numel())
+    for lo in range(0, rows.numel(), step):
+        r_i = rows[lo : lo + step]
+        n = r_i.numel()
+        terms = (dur_pad[r_i % labels][:, index] + u[lo : lo + step].unsqueeze(2)
+                 + g[lo : lo + step].unsqueeze(1) - lz[lo : lo + step].view(n, 1, 1))  # [n, a, b]
+        vals = terms.clamp(min=-700.0).exp_().mul_(terms > -700.0)
+        flat = (r_i.view(n, 1) * acc.shape[1] + index.reshape(1, -1)).reshape(-1)
+        acc.view(-1).index_add_(0, flat, vals.reshape(-1))
 
 
 def viterbi_sweep(m: Model64) -> ViterbiSweep:
     """The max-product sweep (the reference implementation for now)."""
     return streaming.viterbi_sweep(m)
+
+
+# ----------------------------------------------------------------------------- backend protocol
+def forward(m: Model64) -> ForwardSweep:
+    """Backend protocol (:mod:`semicrf.crf.autograd`): the forward state, with ``log_z``."""
+    return forward_sweep(m)
+
+
+def backward(
+    m: Model64, fwd: ForwardSweep, grad_log_z: Tensor, with_duration: bool, full_max_len: int
+) -> streaming.Gradients:
+    """Backend protocol: the blocked backward sweep and the shared posterior expectations."""
+    return streaming.gradients(m, fwd, backward_sweep(m, fwd, with_duration), grad_log_z,
+                               full_max_len)
+
+
+def viterbi(m: Model64) -> ViterbiSweep:
+    """Backend protocol: the max-semiring sweep with back-pointers."""
+    return viterbi_sweep(m)
