@@ -15,7 +15,8 @@ are instances of it. :func:`run_benchmark` writes into ``output_dir``::
 
 Every file is written atomically (:mod:`semicrf.atomic_io`). A non-empty ``output_dir`` is
 refused unless ``resume`` (continue the run there) or ``overwrite`` (delete this pipeline's
-outputs first) is set.
+outputs first) is set. Under ``torchrun`` the processes train one model together
+(:mod:`semicrf.distributed`); rank 0 evaluates and writes every file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 from semicrf.atomic_io import save_npz, write_json
 from semicrf.data import FEATURE_KINDS, GeneratorConfig, load_split, read_meta, true_duration_pmf
 from semicrf.data.features import feature_dim
+from semicrf.distributed import Group, start, stop
 from semicrf.encoders import ENCODER_NAMES
 from semicrf.environment import package_versions
 from semicrf.labels import class_names
@@ -261,51 +263,69 @@ def _remove_outputs(out: Path) -> None:
 
 
 def run_benchmark(cfg: RunConfig, progress: ProgressFactory = no_progress) -> dict[str, Any]:
-    """Train and evaluate ``cfg.models``; returns the metrics.json payload."""
+    """Train and evaluate ``cfg.models``; returns the metrics.json payload (``{}`` on the
+    processes of a distributed run other than rank 0)."""
     cfg.validate()
     meta = read_meta(cfg.data_dir)
     num_classes = int(meta["num_classes"])
     splits = {s: load_split(cfg.data_dir, s) for s in ("train", "val", "test")}
     for split, records in splits.items():
         _check_labels(records, num_classes, split)
-    device = cfg.resolve_device()
-    kept = check_output_dir(cfg)
+    kept = check_output_dir(cfg)  # before anything is written, in every process
+    group, device = start(cfg.resolve_device())
+    try:
+        group.barrier()
+        with torch_threads(cfg.num_threads()):
+            return _run(cfg, meta, splits, kept, group, device, progress)
+    finally:
+        stop(group)
+
+
+def _run(cfg: RunConfig, meta: dict[str, Any], splits: dict[str, list], kept: dict[str, Any] | None,
+         group: Group, device: torch.device, progress: ProgressFactory) -> dict[str, Any]:
     out = Path(cfg.output_dir)
-    if cfg.overwrite and out.is_dir():
-        _remove_outputs(out)
-    write_json(out / CONFIG_FILENAME, to_jsonable(asdict(cfg)))
-    names = class_names(num_classes)
+    num_classes = int(meta["num_classes"])
+    if group.is_main:
+        if cfg.overwrite and out.is_dir():
+            _remove_outputs(out)
+        write_json(out / CONFIG_FILENAME, to_jsonable(asdict(cfg)))
     true_pmf = None
     if "generator" in meta:  # generated data: the true duration pmf is known
         true_pmf = true_pmf_table(GeneratorConfig.from_dict(meta["generator"]), num_classes,
                                   cfg.max_duration)
-    true_labels = [r.labels for r in splits["test"]]
     payload: dict[str, Any] = {
-        "config": asdict(cfg), "seed": cfg.seed,
+        "config": asdict(cfg), "seed": cfg.seed, "world_size": group.world_size,
         "data_meta": {k: v for k, v in meta.items() if k != "splits"},
         "versions": package_versions(), "device": str(device), "models": dict(kept or {}),
     }
-    with torch_threads(cfg.num_threads()):
-        for name in cfg.models:
-            payload["models"][name] = _train_and_evaluate(cfg, name, num_classes, splits, device,
-                                                          out, true_pmf, progress)
+    for name in cfg.models:
+        entry = _train_and_evaluate(cfg, name, num_classes, splits, device, out, true_pmf,
+                                    progress, group)
+        if group.is_main:
+            payload["models"][name] = entry
             write_metrics_json(out / METRICS_FILENAME, payload)
+    if not group.is_main:
+        return {}
+    true_labels = [r.labels for r in splits["test"]]
     predicted = {m: segment_lengths(load_predictions(out / "predictions" / f"{m}.npz"), num_classes)
                  for m in payload["models"]}
-    _plots(out, payload, predicted, segment_lengths(true_labels, num_classes), names, true_pmf)
+    _plots(out, payload, predicted, segment_lengths(true_labels, num_classes),
+           class_names(num_classes), true_pmf)
     return payload
 
 
 def _train_and_evaluate(cfg: RunConfig, name: str, num_classes: int, splits: dict[str, list],
                         device: torch.device, out: Path, true_pmf: np.ndarray | None,
-                        progress: ProgressFactory) -> dict[str, Any]:
+                        progress: ProgressFactory, group: Group) -> dict[str, Any] | None:
     """Train one model (resuming where asked), evaluate it on the test split, save its
-    predictions; returns its metrics.json entry."""
+    predictions; returns its metrics.json entry (None on processes other than rank 0)."""
     tcfg = cfg.train_config(name, num_classes)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = train_model(tcfg, splits["train"], splits["val"], out / "checkpoints",
-                         device=device, resume=cfg.resume, progress=progress)
+                         device=device, resume=cfg.resume, progress=progress, group=group)
+    if not group.is_main:
+        return None
     started = time.perf_counter()
     preds, test_loss = predict(result.model, splits["test"], tcfg, device)
     infer_time = time.perf_counter() - started

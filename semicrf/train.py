@@ -6,6 +6,14 @@ validation boundary F1 improved (or tied with a lower validation loss), ``{model
 Killing the process loses at most the epoch in progress; ``resume=True`` continues from the
 last checkpoint. The data order of epoch e is drawn from a generator seeded with (seed, e),
 so a resumed run on CPU reproduces the uninterrupted one exactly.
+
+Data parallel (``torchrun``, :mod:`semicrf.distributed`): each epoch's permutation is cut into
+global batches of ``world_size * batch_size`` sequences, and process r trains on the r-th
+slice of each; the model is wrapped in ``DistributedDataParallel`` and each process's loss is
+weighted by its share of the global batch's positions, so the averaged gradient is the
+gradient of the global batch's per-position loss: N processes with batch b take the same
+steps as one process with batch N * b. Rank 0 alone validates, writes checkpoints and
+returns the best weights.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from semicrf.atomic_io import save_torch
 from semicrf.data import SequenceDataset, collate
 from semicrf.data.storage import SequenceRecord
+from semicrf.distributed import SINGLE, Group
 from semicrf.metrics import evaluate
 from semicrf.models import SegmentationModel, build_model
 
@@ -108,16 +119,41 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return factor
 
 
-def make_loader(records: Sequence[SequenceRecord], cfg: TrainConfig, *, shuffle_epoch: int | None
-                ) -> DataLoader:
-    """Batches of (features, labels, lengths); shuffled with a (seed, epoch) generator."""
-    generator = None
-    if shuffle_epoch is not None:
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + shuffle_epoch)
-    return DataLoader(
-        SequenceDataset(records, cfg.features), batch_size=cfg.batch_size,
-        shuffle=shuffle_epoch is not None, generator=generator, collate_fn=collate,
-    )
+def epoch_batches(num_items: int, cfg: TrainConfig, epoch: int, world_size: int = 1) -> list[Tensor]:
+    """The global batches of one epoch: a permutation of ``range(num_items)`` drawn from a
+    (seed, epoch) generator, cut into pieces of ``world_size * cfg.batch_size`` indices."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    order = torch.randperm(num_items, generator=generator)
+    return list(order.split(world_size * cfg.batch_size))
+
+
+def make_loader(records: Sequence[SequenceRecord], cfg: TrainConfig, *,
+                shuffle_epoch: int | None, group: Group = SINGLE) -> DataLoader:
+    """Batches of (features, labels, lengths): in order, or this process's slices of the
+    global batches of epoch ``shuffle_epoch`` (:func:`epoch_batches`). A process whose slice
+    of the last global batch is empty gets its first sequence (weighted 0 by the caller)."""
+    if shuffle_epoch is None:
+        batches = [list(range(i, min(i + cfg.batch_size, len(records))))
+                   for i in range(0, len(records), cfg.batch_size)]
+    else:
+        batches = []
+        for batch in epoch_batches(len(records), cfg, shuffle_epoch, group.world_size):
+            mine = batch[group.rank * cfg.batch_size:(group.rank + 1) * cfg.batch_size]
+            batches.append((mine if len(mine) else batch[:1]).tolist())
+    return DataLoader(SequenceDataset(records, cfg.features), batch_sampler=batches,
+                      collate_fn=collate)
+
+
+class TrainingLoss(nn.Module):
+    """A batch's training loss as a module (what ``DistributedDataParallel`` wraps)."""
+
+    def __init__(self, model: SegmentationModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Scalar loss of a collated batch already on the model's device."""
+        return self.model.loss(batch["features"], batch["lengths"], batch["labels"])
 
 
 @torch.no_grad()
@@ -128,15 +164,19 @@ def predict(model: SegmentationModel, records: Sequence[SequenceRecord], cfg: Tr
     preds, losses = [], []
     for batch in make_loader(records, cfg, shuffle_epoch=None):
         feats, labels, lengths = (batch[k].to(device) for k in ("features", "labels", "lengths"))
-        loss, decoded = model.loss_and_decode(feats, lengths, labels)
+        loss, decoded = model.loss_and_decode(feats, lengths, labels)  # the one evaluation call
         losses.append(loss.item())
         decoded = decoded.cpu().numpy()
         preds.extend(decoded[b, : int(n)] for b, n in enumerate(lengths.tolist()))
     return preds, float(np.mean(losses))
 
 
-def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path, global_batch: int) -> None:
     saved = state["config"]
+    if state.get("global_batch", saved["batch_size"]) != global_batch:
+        raise ValueError(f"cannot resume from {path}: it was trained with a global batch of "
+                         f"{state.get('global_batch', saved['batch_size'])} sequences, this run has "
+                         f"{global_batch} (processes x --batch-size)")
     if saved["input_dim"] != cfg.input_dim:
         raise ValueError(
             f"checkpoint {path} was trained on {saved['features']} features of dimension "
@@ -149,6 +189,26 @@ def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
         raise ValueError(f"cannot resume from {path}: settings differ ({detail})")
 
 
+def _global_weights(records: Sequence[SequenceRecord], cfg: TrainConfig, epoch: int,
+                    group: Group) -> list[tuple[float, int, int]]:
+    """Per step: (this process's share of the global batch's positions times world_size, the
+    global batch's sequences, its positions). The weight makes DDP's gradient average the
+    gradient of the global per-position loss; it is exactly 1 for a single process."""
+    out = []
+    for batch in epoch_batches(len(records), cfg, epoch, group.world_size):
+        sizes = [len(records[i]) for i in batch.tolist()]
+        mine = sum(sizes[group.rank * cfg.batch_size:(group.rank + 1) * cfg.batch_size])
+        weight = 1.0 if group.world_size == 1 else group.world_size * mine / sum(sizes)
+        out.append((weight, len(sizes), sum(sizes)))
+    return out
+
+
+def _check_finite(loss: Tensor, group: Group, device: torch.device) -> bool:
+    """Whether the loss is finite on every process (one collective when distributed)."""
+    finite = float(torch.isfinite(loss.detach()).item())
+    return group.sum([finite], device)[0] == group.world_size
+
+
 def train_model(
     cfg: TrainConfig,
     train: Sequence[SequenceRecord],
@@ -158,21 +218,24 @@ def train_model(
     device: torch.device | str = "cpu",
     resume: bool = False,
     progress: ProgressFactory = no_progress,
+    group: Group = SINGLE,
 ) -> TrainResult:
-    """Train one model; returns it with the best validation weights loaded."""
+    """Train one model; returns it with the best validation weights loaded (on rank 0; the
+    other processes of a distributed run return the last weights and no history)."""
     device = torch.device(device)
     ckpt_dir = Path(checkpoint_dir)
     last_path, best_path = ckpt_dir / f"{cfg.model}_last.pt", ckpt_dir / f"{cfg.model}_best.pt"
     model = cfg.build().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    global_batch = group.world_size * cfg.batch_size
+    steps_per_epoch = math.ceil(len(train) / global_batch)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _schedule(cfg.epochs * steps_per_epoch, cfg.warmup_fraction))
     history: list[dict[str, Any]] = []
     best_metric, best_loss, best_epoch, first_epoch, train_time = -math.inf, math.inf, 0, 0, 0.0
     if resume and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
-        _check_resume(state, cfg, last_path)
+        _check_resume(state, cfg, last_path, global_batch)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -181,35 +244,43 @@ def train_model(
         best_loss = state.get("best_val_loss", math.inf)
         train_time = state["train_time_s"]
         log.info("%s: resuming after epoch %d of %d", cfg.model, first_epoch, cfg.epochs)
+    objective: nn.Module = TrainingLoss(model)
+    if group.world_size > 1:
+        objective = DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
         started, total, seen, positions = time.perf_counter(), 0.0, 0, 0
-        bar = progress(make_loader(train, cfg, shuffle_epoch=epoch), total=steps_per_epoch,
-                       desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for step, batch in enumerate(bar):
-            feats, labels, lengths = (batch[k].to(device) for k in ("features", "labels", "lengths"))
-            loss = model.loss(feats, lengths, labels)
-            if not torch.isfinite(loss):
+        weights = _global_weights(train, cfg, epoch, group)
+        bar = (progress if group.is_main else no_progress)(
+            make_loader(train, cfg, shuffle_epoch=epoch, group=group), total=steps_per_epoch,
+            desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for step, (batch, (weight, batch_seqs, batch_positions)) in enumerate(zip(bar, weights)):
+            loss = objective({k: v.to(device) for k, v in batch.items()})
+            if not _check_finite(loss, group, device):
                 raise NonFiniteLossError(
-                    f"model {cfg.model}: loss is {loss.item()} at epoch {epoch + 1}, batch "
+                    f"model {cfg.model}: loss is not finite at epoch {epoch + 1}, batch "
                     f"{step + 1}; stopping (the last good checkpoint is {last_path})")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            total += loss.item() * len(lengths)
-            seen += len(lengths)
-            positions += int(lengths.sum())
+            total += loss.item() * weight / group.world_size * batch_seqs
+            seen += batch_seqs
+            positions += batch_positions
             if (step + 1) % max(1, cfg.log_every) == 0:
                 rate = positions / 1000 / (time.perf_counter() - started)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{loss.item():.4f}", kb_per_s=f"{rate:.1f}")
                 log.debug("%s epoch %d step %d loss %.5f (%.1f kb/s)", cfg.model, epoch + 1,
                           step + 1, loss.item(), rate)
+        (total,) = group.sum([total], device)
         epoch_time = time.perf_counter() - started
         train_time += epoch_time
+        if not group.is_main:
+            continue
         preds, val_loss = predict(model, val, cfg, device)
         val_metrics = evaluate(preds, [r.labels for r in val], cfg.num_labels, cfg.max_duration)
         row = {
@@ -225,16 +296,16 @@ def train_model(
         if score > best_metric or (score == best_metric and val_loss < best_loss):
             best_metric, best_loss, best_epoch = score, val_loss, epoch + 1
             save_torch({"model": model.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
-                         SELECTION_METRIC: best_metric}, best_path)
+                        SELECTION_METRIC: best_metric}, best_path)
         save_torch({
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "config": asdict(cfg), "epoch": epoch + 1,
             "history": history, "best_metric": best_metric, "best_val_loss": best_loss,
-            "best_epoch": best_epoch,
+            "best_epoch": best_epoch, "global_batch": global_batch,
             "train_time_s": train_time,
         }, last_path)
 
-    if best_path.exists():
+    if group.is_main and best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device)["model"])
     return TrainResult(model=model, history=history, best_epoch=best_epoch, train_time_s=train_time)
 

@@ -53,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     with logging_redirect_tqdm():  # log lines are written above the bars, not through them
         payload = run_benchmark(cfg, progress=progress_bars(cfg.quiet))
+    if not payload:  # a torchrun process other than rank 0
+        return 0
     summary = {m: {k: round(e["metrics"][k], 4) for k in ("boundary_f1", "segment_f1",
                                                          "position_f1_macro")}
                for m, e in payload["models"].items()}
