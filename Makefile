@@ -28,7 +28,7 @@ demo: $(STAMP)
 		--seq-length 4000 --seed 42
 	$(BIN)/semicrf run --data-dir $(DEMO_DATA) --output-dir $(DEMO_OUT) --encoder mamba_stub \
 		--max-duration 200 --hidden-dim 32 --num-layers 1 --batch-size 8 --epochs 3 \
-		--device cpu --log-every 2
+		--device cpu --log-every 2 --overwrite
 	$(BIN)/semicrf compare --results-dir $(DEMO_OUT)
 
 validate: $(STAMP)

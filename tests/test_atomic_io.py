@@ -53,3 +53,12 @@ def test_machine_info_fields():
     assert info["cpu_count"] == os.cpu_count() and info["torch_threads"] == torch.get_num_threads()
     assert info["versions"]["numpy"] == np.__version__
     assert info["git"] is None or len(info["git"]["commit"]) == 40
+
+
+def test_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_io.write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

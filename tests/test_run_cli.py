@@ -190,3 +190,10 @@ def test_progress_bars_only_on_a_terminal_and_never_when_quiet(monkeypatch):
     assert progress_bars(True)(range(2)).disable
     monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))  # noqa: SIM115
     assert progress_bars(False)(range(2)).disable
+
+
+def test_every_flag_is_documented():
+    text = (ROOT / "docs" / "benchmark.md").read_text(encoding="utf-8")
+    missing = [f.name for f in dataclasses.fields(RunConfig)
+               if f"--{f.name.replace('_', '-')}" not in text]
+    assert not missing
