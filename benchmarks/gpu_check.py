@@ -4,17 +4,22 @@ Run through ``make gpu-check`` (``bash benchmarks/gpu_check.sh``), which sets PY
 installs flash-semicrf 0.2.0 into a throw-away folder when it can. Phases, each recorded
 in the JSON as soon as it ends (so a run cut short still leaves its results):
 
-1. ``correctness`` (float64, the full shape): triton vs reference log Z, gradients w.r.t.
-   scores, transition, duration and start (random weights on log Z), Viterbi scores and
-   paths (a differing path must rescore to the optimum); float32 triton vs float64.
-2. ``determinism``: a second triton forward+backward gives bitwise-equal gradients.
-3. ``timings``: forward, forward+backward and Viterbi, median of ``--repeats`` after a
+1. ``correctness`` (float64, the full shape, segments semantics): triton vs reference
+   log Z, gradients w.r.t. scores, transition, duration and start (random weights on
+   log Z), Viterbi scores and paths (a differing path must rescore to the optimum);
+   float32 triton vs float64.
+2. ``runs_correctness``: the same in runs semantics (maximal runs, geometric tail, K < T so
+   runs longer than K occur; the batch mixes uncensored, first-, last- and both-censored
+   sequences), plus the tail gradient and a bitwise rerun.
+3. ``determinism``: a second triton forward+backward gives bitwise-equal gradients.
+4. ``timings``: forward, forward+backward and Viterbi, median of ``--repeats`` after a
    warm-up, triton float32 and float64; the reference (float64) timed once in phase 1.
-4. ``recompile``: new T and new lengths add no compiled kernel variant.
 5. ``flash``: flash-semicrf's streaming Triton kernel on the same inputs (subprocess with
    ``--flash-only`` under ``--flash-path``), forward, forward+backward, max-semiring.
-6. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
-7. ``tuning``: forward-sweep times for other warp counts and window chunks (budget allowing).
+6. ``runs_timings``: phase 4 in runs semantics (reference timed once in phase 2).
+7. ``recompile``: new T and new lengths add no compiled kernel variant (both semantics).
+8. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
+9. ``tuning``: forward-sweep times for other warp counts and window chunks (budget allowing).
 
 The exit status is 1 when a correctness check fails. Rehearse on CPU with small shapes:
 
@@ -41,20 +46,24 @@ NAMES = ("scores", "transition", "duration", "lengths", "start")  # positional A
 
 
 class _Reference:
-    """The reference backend with the positional calls of ``triton_backend``."""
+    """The reference backend with the calls of ``triton_backend``."""
 
     @staticmethod
-    def log_partition(scores, transition, duration, lengths, start=None, allowed=None):
+    def log_partition(scores, transition, duration, lengths, start=None, allowed=None, **runs):
+        import semicrf
         from semicrf.crf.likelihood import masked_log_partition
 
+        if runs:
+            return semicrf.log_partition(scores, transition, duration, lengths, start, **runs,
+                                         backend="reference")
         return masked_log_partition(scores, transition, duration, lengths, start, allowed,
                                     "reference")
 
     @staticmethod
-    def viterbi(*args):
+    def viterbi(*args, **runs):
         import semicrf
 
-        return semicrf.viterbi(*args, backend="reference")
+        return semicrf.viterbi(*args, **runs, backend="reference")
 
 
 reference = _Reference()
@@ -112,30 +121,54 @@ def timed(fn, device: str, repeats: int, warmup: bool = True) -> dict:
     return out
 
 
-def make_inputs(args, dtype=torch.float64) -> dict:
-    """Random model on the device; lengths mixed (odd sequences 10% shorter)."""
+def make_inputs(args, dtype=torch.float64, semantics: str = "segments") -> dict:
+    """Random model on the device; lengths mixed (odd sequences 10% shorter). Runs
+    semantics adds ``tail`` (C,) in [-1.2, -0.2] and ``censored`` (B, 2): sequence b has a
+    censored first run iff b is odd and a censored last run iff b % 3 != 0 (all four
+    patterns from B = 4 on; both edges occur from B = 2 on)."""
     gen = torch.Generator().manual_seed(args.seed)
     rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(args.device, dtype)
     lengths = torch.full((args.batch,), args.length, dtype=torch.int64)
     lengths[1::2] = args.length - args.length // 10
-    return dict(
+    inp = dict(
         scores=rnd(args.batch, args.length, args.labels),
         transition=rnd(args.labels, args.labels),
         duration=rnd(args.max_len, args.labels),
         start=rnd(args.labels),
         lengths=lengths.to(args.device),
     )
+    if semantics == "runs":
+        tail = -(0.2 + torch.rand(args.labels, generator=gen, dtype=torch.float64))
+        b = torch.arange(args.batch)
+        inp["tail"] = tail.to(args.device, dtype)
+        inp["censored"] = torch.stack([b % 2 == 1, b % 3 != 0], dim=1).to(args.device)
+    return inp
+
+
+def runs_kwargs(inp: dict, tail: torch.Tensor | None = None) -> dict:
+    """The semantics keywords of ``inp`` (none for segments); ``tail`` overrides its tail."""
+    if "tail" not in inp:
+        return {}
+    return dict(semantics="runs", tail=inp["tail"] if tail is None else tail,
+                censored=inp["censored"])
 
 
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
+def grad_names(inp: dict) -> tuple[str, ...]:
+    return ("scores", "transition", "duration", "start") + (("tail",) if "tail" in inp else ())
+
+
 def log_z_and_grads(module, inp: dict, weights: torch.Tensor):
-    leaves = [inp[k].clone().requires_grad_() for k in ("scores", "transition", "duration", "start")]
-    log_z = module.log_partition(leaves[0], leaves[1], leaves[2], inp["lengths"], leaves[3])
-    grads = torch.autograd.grad((log_z * weights).sum(), leaves)
-    return log_z.detach(), dict(zip(("scores", "transition", "duration", "start"), grads))
+    names = grad_names(inp)
+    leaves = {k: inp[k].clone().requires_grad_() for k in names}
+    log_z = module.log_partition(leaves["scores"], leaves["transition"], leaves["duration"],
+                                 inp["lengths"], leaves["start"],
+                                 **runs_kwargs(inp, leaves.get("tail")))
+    grads = torch.autograd.grad((log_z * weights).sum(), [leaves[k] for k in names])
+    return log_z.detach(), dict(zip(names, grads))
 
 
 class Report:
@@ -167,11 +200,12 @@ def environment(args) -> dict:
     return env
 
 
-def correctness(args) -> dict:
+def correctness(args, semantics: str = "segments") -> dict:
     from semicrf.crf import triton_backend
     from semicrf.crf.api import segmentation_score
 
-    inp = make_inputs(args)
+    inp = make_inputs(args, semantics=semantics)
+    runs = runs_kwargs(inp)
     weights = torch.randn(args.batch, generator=torch.Generator().manual_seed(1),
                           dtype=torch.float64).to(args.device)
     res: dict = {}
@@ -180,7 +214,7 @@ def correctness(args) -> dict:
     sync(args.device)
     res["triton_first_forward_backward_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tri_best, tri_paths = triton_backend.viterbi(*(inp[k] for k in NAMES))
+    tri_best, tri_paths = triton_backend.viterbi(*(inp[k] for k in NAMES), **runs)
     res["triton_first_viterbi_s"] = time.perf_counter() - t0
     # the reference, timed once on the way (it is slow: T Python steps)
     ref_timing = {}
@@ -191,18 +225,18 @@ def correctness(args) -> dict:
     t0 = time.perf_counter()
     with torch.no_grad():
         reference.log_partition(inp["scores"], inp["transition"], inp["duration"], inp["lengths"],
-                                inp["start"])
+                                inp["start"], **runs)
     sync(args.device)
     ref_timing["forward_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref_best, ref_paths = reference.viterbi(*(inp[k] for k in NAMES))
+    ref_best, ref_paths = reference.viterbi(*(inp[k] for k in NAMES), **runs)
     ref_timing["viterbi_s"] = time.perf_counter() - t0
 
     scale = float(ref_z.abs().max())
     checks = {}
     checks["log_z"] = dict(max_abs_diff=max_abs(tri_z, ref_z), max_abs=scale,
                            tol=1e-11 * max(1.0, scale))
-    for name in ("scores", "transition", "duration", "start"):
+    for name in grad_names(inp):
         size = float(ref_g[name].abs().max())
         checks[f"grad_{name}"] = dict(max_abs_diff=max_abs(tri_g[name], ref_g[name]), max_abs=size,
                                       tol=1e-9 * max(1.0, size))
@@ -210,11 +244,19 @@ def correctness(args) -> dict:
     checks["viterbi_best"] = dict(max_abs_diff=max_abs(tri_best, ref_best), max_abs=best_scale,
                                   tol=1e-11 * max(1.0, best_scale))
     same = [a == b for a, b in zip(tri_paths, ref_paths)]
-    rescored = segmentation_score(inp["scores"], inp["transition"], inp["duration"], tri_paths, inp["start"])
+    rescored = segmentation_score(inp["scores"], inp["transition"], inp["duration"], tri_paths,
+                                  inp["start"], **runs)
     checks["viterbi_paths"] = dict(identical=sum(same), of=len(same),
                                    max_abs_diff=max_abs(rescored, ref_best),
                                    tol=checks["viterbi_best"]["tol"],
                                    segments=[len(p) for p in tri_paths])
+    if runs:
+        longest = max(e - s for path in tri_paths for s, e, _ in path)
+        checks["viterbi_paths"]["longest_run"] = longest  # > K: the tail was decoded
+        again_z, again_g = log_z_and_grads(triton_backend, inp, weights)
+        equal = bool(torch.equal(again_z, tri_z)) and all(
+            torch.equal(again_g[k], tri_g[k]) for k in tri_g)
+        checks["bitwise_rerun"] = dict(max_abs_diff=0.0 if equal else float("inf"), tol=0.0)
     for c in checks.values():
         c["ok"] = c["max_abs_diff"] <= c["tol"]
     # float32 inputs: the float32 path against the float64 reference
@@ -243,34 +285,37 @@ def determinism(args) -> dict:
     return dict(bitwise_equal=equal, ok=all(equal.values()))
 
 
-def _time_triton(args, dtype) -> dict:
-    from semicrf.crf import triton_backend, triton_kernels
+def _time_triton(args, dtype, semantics: str) -> dict:
+    from semicrf.crf import streaming, triton_backend, triton_kernels
 
-    inp = make_inputs(args, dtype)
+    inp = make_inputs(args, dtype, semantics)
+    runs = runs_kwargs(inp)
     plain = [inp[k] for k in NAMES]
-    leaves = [inp[k].clone().requires_grad_() for k in ("scores", "transition", "duration", "start")]
+    names = grad_names(inp)
+    leaves = {k: inp[k].clone().requires_grad_() for k in names}
 
     def forward():
         with torch.no_grad():
-            return triton_backend.log_partition(*plain)
+            return triton_backend.log_partition(*plain, **runs)
 
     def forward_backward():
-        z = triton_backend.log_partition(leaves[0], leaves[1], leaves[2], inp["lengths"], leaves[3])
-        return torch.autograd.grad(z.sum(), leaves)
+        z = triton_backend.log_partition(leaves["scores"], leaves["transition"], leaves["duration"],
+                                         inp["lengths"], leaves["start"],
+                                         **runs_kwargs(inp, leaves.get("tail")))
+        return torch.autograd.grad(z.sum(), [leaves[k] for k in names])
 
-    from semicrf.crf import streaming
-
-    problem = triton_backend._problem(streaming.prepare(*plain), None)
+    problem, _ = triton_backend._problem(streaming.prepare(*plain, **runs), None)
     return dict(
         forward=timed(forward, args.device, args.repeats),
         forward_backward=timed(forward_backward, args.device, args.repeats),
-        viterbi=timed(lambda: triton_backend.viterbi(*plain), args.device, args.repeats),
+        viterbi=timed(lambda: triton_backend.viterbi(*plain, **runs), args.device, args.repeats),
         viterbi_sweep_only=timed(lambda: triton_kernels.viterbi(problem), args.device, args.repeats),
     )
 
 
-def triton_timings(args) -> dict:
-    return {"f32": _time_triton(args, torch.float32), "f64": _time_triton(args, torch.float64)}
+def triton_timings(args, semantics: str = "segments") -> dict:
+    return {label: _time_triton(args, dtype, semantics)
+            for label, dtype in (("f32", torch.float32), ("f64", torch.float64))}
 
 
 def compiled_variants() -> dict | None:
@@ -294,11 +339,12 @@ def recompile(args) -> dict:
         return dict(ok=None, note="no device_caches (interpreter or another triton version)")
     for length in (max(2, args.length // 3), max(3, args.length // 3 + 7)):
         small = argparse.Namespace(**{**vars(args), "batch": 2, "length": length})
-        inp = make_inputs(small)
-        for dtype in (torch.float32, torch.float64):
-            cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inp.items()}
-            log_z_and_grads(triton_backend, cast, torch.ones(2, dtype=dtype, device=args.device))
-            triton_backend.viterbi(*(cast[k] for k in NAMES))
+        for semantics in ("segments", "runs"):  # runs: K < length, both edges censored somewhere
+            inp = make_inputs(small, semantics=semantics)
+            for dtype in (torch.float32, torch.float64):
+                cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inp.items()}
+                log_z_and_grads(triton_backend, cast, torch.ones(2, dtype=dtype, device=args.device))
+                triton_backend.viterbi(*(cast[k] for k in NAMES), **runs_kwargs(cast))
     after = compiled_variants()
     return dict(before=before, after=after, ok=before == after)
 
@@ -437,7 +483,7 @@ def tuning(args) -> dict:
     out = {}
     for label, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         inp = make_inputs(args, dtype)
-        base = triton_backend._problem(streaming.prepare(*(inp[k] for k in NAMES)), None)
+        base, _ = triton_backend._problem(streaming.prepare(*(inp[k] for k in NAMES)), None)
         for num_warps in (4, 8, 16):
             for block_k in (None, 256):
                 if elapsed() > args.budget_s:
@@ -474,9 +520,11 @@ def main(argv=None) -> int:
         return value
 
     check = phase("correctness", correctness, args)
+    runs_check = phase("runs_correctness", correctness, args, "runs")
     phase("determinism", determinism, args)
     tri = phase("timings", triton_timings, args)
     flash = phase("flash", lambda: run_flash(args, args.budget_s - elapsed()))
+    runs_tri = phase("runs_timings", triton_timings, args, "runs")
     phase("recompile", recompile, args)
     if args.large_offsets != "off" and args.device.startswith("cuda"):
         phase("large_offsets", large_offsets, args)
@@ -496,6 +544,17 @@ def main(argv=None) -> int:
                 ours = tri[label]["forward_backward"]["median_s"]
                 summary[f"speedup_vs_flash_{label}_forward_backward"] = peer["median_s"] / ours
                 summary[f"target_2x_vs_flash_{label}_met"] = peer["median_s"] / ours >= 2.0
+    if runs_tri and "f64" in runs_tri:
+        for label in ("f64", "f32"):
+            ours = runs_tri[label]["forward_backward"]["median_s"]
+            summary[f"runs_triton_{label}_forward_backward_s"] = ours
+            if tri and label in tri:  # runs vs segments, same kernels and shape
+                segments = tri[label]["forward_backward"]["median_s"]
+                summary[f"runs_over_segments_{label}_forward_backward"] = ours / segments
+        if runs_check and "reference_timing" in runs_check:
+            ref = runs_check["reference_timing"]["forward_backward_s"]
+            summary["runs_speedup_vs_reference_f64_forward_backward"] = (
+                ref / summary["runs_triton_f64_forward_backward_s"])
     report.data["ok"] = ok
     report.put("summary", summary)
     print(json.dumps({"ok": ok, "summary": summary, "out": str(args.out)}, indent=2))

@@ -98,18 +98,38 @@ def _fold_chunk(x, top, acc, ONE_CHUNK: tl.constexpr, F32_EXP: tl.constexpr):
     return new_top, acc
 
 
+@triton.jit
+def _fold_one(v, top, acc, F32_EXP: tl.constexpr):
+    """Fold one more term per row, v (BLOCK_C,), into the running row max and sum of exps."""
+    new_top = tl.maximum(top, v)
+    acc = (acc * _exp_shifted(top - new_top, F32_EXP).to(tl.float64)
+           + _exp_shifted(v - new_top, F32_EXP).to(tl.float64))
+    return new_top, acc
+
+
+@triton.jit
+def _logaddexp(a, b):
+    """float64 log(exp(a) + exp(b)) (the tail recurrences: always float64)."""
+    return tl.maximum(a, b) + tl.log(1.0 + tl.exp(tl.maximum(-tl.abs(a - b), _EXP_FLOOR)))
+
+
 @triton.jit(do_not_specialize=["T"])
 def _forward_kernel(
-    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, lo_ptr,
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, lo_ptr, tail_ptr, first_edge_ptr,
     gamma_ptr, alpha_ptr, logz_ptr,
     C, Kc, T,
-    HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
+    HAS_ALLOWED: tl.constexpr, HAS_TAIL: tl.constexpr, HAS_FIRST: tl.constexpr,
+    F32_EXP: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """alpha[t] = S[t] + lse_k(duration[k-1] + gamma[t-k]); gamma[t] = lse_c'(alpha + trans) - S[t].
 
     lo (B, C, T) int32, only with HAS_ALLOWED: a segment ending at t must start at or after
     ``lo[t - 1]`` (one past the last disallowed position before t).
+    HAS_TAIL (runs, K < T): runs longer than Kc = K, summed by the O(C) recurrence
+    ``H[t] = logaddexp(H[t-1], gamma[t-K-1] + duration[K-1]) + tail`` (tail (C,)), enter
+    alpha[t]. HAS_FIRST (a censored first run): first (B, C, T + 1), the survival-scored
+    first runs ending at t (``streaming.EdgeTerms.first``), enter alpha[t].
     """
     b = tl.program_id(0).to(tl.int64)
     length = tl.load(lengths_ptr + b)
@@ -123,9 +143,14 @@ def _forward_kernel(
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
     lo_base = lo_ptr + b * C * T + rc * T
+    f_base = first_edge_ptr + b * C * (T + 1) + rc * (T + 1)
     if ONE_CHUNK:  # the duration tile stays in registers
         dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - rk)[None, :],
                            mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
+    if HAS_TAIL:
+        last_dur = tl.load(dur_ptr + rc * Kc + Kc - 1, mask=c_ok, other=0.0)
+        tail = tl.load(tail_ptr + rc, mask=c_ok, other=0.0)
+        run_tail = tl.full([BLOCK_C], _NEG, tl.float64)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
         if HAS_ALLOWED:
@@ -143,6 +168,12 @@ def _forward_kernel(
             if HAS_ALLOWED:
                 x = tl.where((t - Kc + j)[None, :] >= lo[:, None], x, _NEG)
             top, acc = _fold_chunk(x, top, acc, ONE_CHUNK, F32_EXP)
+        if HAS_TAIL:  # gamma[t - Kc - 1] (index t - 1): a run of length Kc + 1 ending at t
+            fresh = tl.load(g_rows + t - 1, mask=c_ok, other=_NEG) + last_dur
+            run_tail = tl.where(t > Kc, _logaddexp(run_tail, fresh) + tail, run_tail)
+            top, acc = _fold_one(run_tail, top, acc, F32_EXP)
+        if HAS_FIRST:
+            top, acc = _fold_one(tl.load(f_base + t, mask=c_ok, other=_NEG), top, acc, F32_EXP)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
         a_t = tl.where(c_ok, _log_sum(acc, F32_EXP) + top + s_t, _NEG)
         tl.store(a_base + t, a_t, mask=c_ok)
@@ -155,21 +186,29 @@ def _forward_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _backward_kernel(
-    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, hi_ptr,
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, hi_ptr, tail_ptr, last_edge_ptr, end_ptr,
     gamma_ptr, alpha_ptr, logz_ptr,
-    u_ptr, marg_ptr, trans_mass_ptr, start_mass_ptr,
+    u_ptr, marg_ptr, trans_mass_ptr, start_mass_ptr, tail_mass_ptr, tail_excess_ptr,
     C, Kc, T,
-    HAS_ALLOWED: tl.constexpr, F32_EXP: tl.constexpr,
+    HAS_ALLOWED: tl.constexpr, HAS_TAIL: tl.constexpr, HAS_LAST: tl.constexpr,
+    F32_EXP: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The mirrored sweep, t = L-1 .. 0, fused with the O(C^2)-per-step posteriors.
 
     out[t] = lse_k(duration[k-1] + u[t+k]) - S[t]; beta[t] = lse_c(trans[., c] + out[t, c]);
-    u[t] = S[t] + beta[t]. Writes marg (B, T, C): P(position t has label c), accumulated
-    as (segment ends after t) - (segment starts after t); trans_mass (B, C, C) and
+    u[t] = S[t] + beta[t], u[L] set by the launcher. Writes marg (B, T, C): P(position t has
+    label c), accumulated as (segment ends after t) - (segment starts after t), the ends at
+    L from end (B, C) (log-mass of the labellings by last label); trans_mass (B, C, C) and
     start_mass (B, C): the posterior transition and first-segment masses.
     hi (B, C, T) int32, only with HAS_ALLOWED: a segment starting at s must end at or
     before ``hi[s]`` (the first disallowed position at or after s).
+    HAS_TAIL: the mirrored tail recurrence ``R[t] = logaddexp(R[t+1], u[t+K+1] +
+    duration[K-1]) + tail`` enters out[t], and the expected excess length ``M[t] = 1 +
+    exp(R[t+1] + tail - R[t]) M[t+1]`` of those runs gives, per sequence and label,
+    tail_mass (B, C) (expected number of runs longer than K) and tail_excess (B, C)
+    (expected sum of their lengths minus K). HAS_LAST: last (B, C, T), the survival-scored
+    censored last runs starting at t (``streaming.EdgeTerms.last``), enter out[t].
     """
     b = tl.program_id(0).to(tl.int64)
     length = tl.load(lengths_ptr + b)
@@ -186,12 +225,18 @@ def _backward_kernel(
     g_base = gamma_ptr + b * C * g_stride + rc * g_stride + Kc
     a_base = alpha_ptr + b * C * (T + 1) + rc * (T + 1)
     hi_base = hi_ptr + b * C * T + rc * T
+    l_base = last_edge_ptr + b * C * T + rc * T
     m_base = marg_ptr + b * T * C + rc
 
-    # u[L] = S[L] (beta[L] = 0); everything past L stays NEG
-    tl.store(u_rows + length, tl.load(s_base + length, mask=c_ok, other=0.0), mask=c_ok)
-    tl.debug_barrier()
-    end_next = tl.where(c_ok, tl.exp(tl.load(a_base + length, mask=c_ok, other=_NEG) - log_z), 0.0)
+    end_t = tl.load(end_ptr + b * C + rc, mask=c_ok, other=_NEG)
+    end_next = tl.where(c_ok, tl.exp(tl.maximum(end_t - log_z, _EXP_FLOOR)), 0.0)
+    if HAS_TAIL:
+        last_dur = tl.load(dur_ptr + rc * Kc + Kc - 1, mask=c_ok, other=0.0)
+        tail = tl.load(tail_ptr + rc, mask=c_ok, other=0.0)
+        run_tail = tl.full([BLOCK_C], _NEG, tl.float64)
+        excess = tl.full([BLOCK_C], 1.0, tl.float64)
+        tail_mass = tl.zeros([BLOCK_C], tl.float64)
+        tail_excess = tl.zeros([BLOCK_C], tl.float64)
     start_next = tl.zeros([BLOCK_C], tl.float64)
     running = tl.zeros([BLOCK_C], tl.float64)
     trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
@@ -217,9 +262,22 @@ def _backward_kernel(
             if HAS_ALLOWED:
                 x = tl.where((t + 1 + j)[None, :] <= hi[:, None], x, _NEG)
             top, acc = _fold_chunk(x, top, acc, ONE_CHUNK, F32_EXP)
+        g_t = tl.load(g_base + t, mask=c_ok, other=_NEG)
+        if HAS_TAIL:  # runs from t of length >= Kc + 1: u[t + Kc + 1] enters
+            on = t + Kc + 1 <= length
+            fresh = tl.load(u_rows + t + Kc + 1, mask=c_ok, other=_NEG) + last_dur
+            grown = _logaddexp(run_tail, fresh) + tail
+            kept = tl.exp(tl.maximum(run_tail + tail - grown, _EXP_FLOOR))
+            excess = tl.where(on, kept * excess + 1.0, excess)
+            run_tail = tl.where(on, grown, run_tail)
+            weight = tl.where(on & c_ok, tl.exp(tl.maximum(run_tail + g_t - log_z, _EXP_FLOOR)), 0.0)
+            tail_mass += weight
+            tail_excess += weight * excess
+            top, acc = _fold_one(run_tail, top, acc, F32_EXP)
+        if HAS_LAST:
+            top, acc = _fold_one(tl.load(l_base + t, mask=c_ok, other=_NEG), top, acc, F32_EXP)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
         out_t = tl.where(c_ok, _log_sum(acc, F32_EXP) + top - s_t, _NEG)
-        g_t = tl.load(g_base + t, mask=c_ok, other=_NEG)
         start_next = tl.where(c_ok, tl.exp(g_t + s_t + out_t - log_z), 0.0)
         # transition into a segment starting at t (only for t > 0; alpha[0] is NEG anyway)
         link = trans + out_t[None, :]  # [src, dst]
@@ -232,6 +290,9 @@ def _backward_kernel(
         tl.debug_barrier()  # u[t] is read by the next step's window
     tl.store(start_mass_ptr + b * C + rc, start_next, mask=c_ok)
     tl.store(trans_mass_ptr + b * C * C + rc[:, None] * C + rc[None, :], trans_acc, mask=cc_ok)
+    if HAS_TAIL:
+        tl.store(tail_mass_ptr + b * C + rc, tail_mass, mask=c_ok)
+        tl.store(tail_excess_ptr + b * C + rc, tail_excess, mask=c_ok)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -273,16 +334,19 @@ def _duration_kernel(
 
 @triton.jit(do_not_specialize=["T"])
 def _viterbi_kernel(
-    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr,
+    prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, tail_ptr, first_edge_ptr,
     gamma_ptr, best_ptr, last_ptr, back_len_ptr, back_label_ptr,
     C, Kc, T,
+    HAS_TAIL: tl.constexpr, HAS_FIRST: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The forward recursion in the max semiring with back-pointers.
 
-    back_len (B, C, T + 1) int32: length of the best last segment of label c ending at t;
+    back_len (B, C, T + 1) int32: length of the best last segment of label c ending at t
+    (beyond Kc with HAS_TAIL: the tail accumulator keeps the start of its best run);
     back_label (B, C, T + 1) int32: best previous label for a segment of label c starting
     at t; best (B,) float64 and last (B,) int32: the optimum at the length and its label.
+    HAS_TAIL / HAS_FIRST as in the forward kernel. Ties keep the longer run.
     """
     b = tl.program_id(0).to(tl.int64)
     length = tl.load(lengths_ptr + b)
@@ -295,9 +359,15 @@ def _viterbi_kernel(
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
     p_base = b * C * (T + 1) + rc * (T + 1)
+    f_base = first_edge_ptr + p_base
     if ONE_CHUNK:  # the duration tile stays in registers
         dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + (Kc - 1 - rk)[None, :],
                            mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
+    if HAS_TAIL:
+        last_dur = tl.load(dur_ptr + rc * Kc + Kc - 1, mask=c_ok, other=0.0)
+        tail = tl.load(tail_ptr + rc, mask=c_ok, other=0.0)
+        run_tail = tl.full([BLOCK_C], _NEG, tl.float64)
+        tail_begin = tl.zeros([BLOCK_C], tl.int32)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
         best = tl.full([BLOCK_C], _NEG_INF, tl.float64)
@@ -315,9 +385,24 @@ def _viterbi_kernel(
             take = top > best  # ties keep the earlier chunk (the longer segment)
             arg = tl.where(take, slot.to(tl.int32) + k0, arg)
             best = tl.where(take, top, best)
+        seg_len = Kc - arg
+        if HAS_TAIL:  # the best run longer than Kc ending at t, and where it starts
+            on = t > Kc
+            fresh = tl.load(g_rows + t - 1, mask=c_ok, other=_NEG) + last_dur
+            take = on & (fresh > run_tail)  # ties keep the older (longer) run
+            run_tail = tl.where(on, tl.where(take, fresh, run_tail) + tail, run_tail)
+            tail_begin = tl.where(take, tl.cast(t - Kc - 1, tl.int32), tail_begin)
+            better = on & (run_tail > best)
+            best = tl.where(better, run_tail, best)
+            seg_len = tl.where(better, tl.cast(t, tl.int32) - tail_begin, seg_len)
+        if HAS_FIRST:
+            first = tl.load(f_base + t, mask=c_ok, other=_NEG)
+            better = first > best
+            best = tl.where(better, first, best)
+            seg_len = tl.where(better, tl.cast(t, tl.int32), seg_len)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
         a_t = tl.where(c_ok, best + s_t, _NEG)
-        tl.store(back_len_ptr + p_base + t, Kc - arg, mask=c_ok)
+        tl.store(back_len_ptr + p_base + t, seg_len, mask=c_ok)
         into, prev = tl.max(a_t[:, None] + trans, axis=0, return_indices=True)
         tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
         tl.store(back_label_ptr + p_base + t, prev.to(tl.int32), mask=c_ok)
@@ -344,6 +429,12 @@ class Problem:
     f32_exp: bool  # float32 exponentials in the window (float32 inputs)
     block_k: int | None = None  # override of the window chunk (tests, tuning)
     num_warps: int | None = None  # override of the sequential sweeps' warps (tuning)
+    # runs semantics (the transition diagonal already NEG in ``transition``):
+    tail: Tensor | None = None  # (C,) float64 geometric tail, when runs longer than Kc exist
+    first: Tensor | None = None  # (B, C, T + 1) float64 censored first runs ending at t
+    last: Tensor | None = None  # (B, C, T) float64 censored last runs starting at s
+    first_cut: Tensor | None = None  # (B,) bool: the first run is censored (no start term)
+    last_cut: Tensor | None = None  # (B,) bool: the last run is censored (no end at L)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -387,61 +478,99 @@ def _check_size(p: Problem) -> None:
         raise ValueError(f"C * (T + K + 1) = {labels * (length + max_len + 1)} exceeds 2^31 - 1")
 
 
+def _gamma_buffer(p: Problem) -> Tensor:
+    """gamma (B, C, Kc + T + 1): NEG, ``start`` at index Kc (NEG for a censored first run)."""
+    batch, length, labels, max_len = p.shape
+    gamma = torch.full((batch, labels, max_len + length + 1), NEG, dtype=torch.float64,
+                       device=p.prefix.device)
+    gamma[:, :, max_len] = p.start
+    if p.first_cut is not None:
+        gamma[p.first_cut, :, max_len] = NEG
+    return gamma
+
+
+def _or(x: Tensor | None, dummy: Tensor) -> Tensor:
+    """x, or a float64 placeholder for a pointer argument its constexpr flag leaves unread."""
+    return dummy if x is None else x
+
+
 @dataclass
 class Forward:
     alpha: Tensor  # (B, C, T + 1)
     gamma: Tensor  # (B, C, Kc + T + 1)
     log_z: Tensor  # (B,) float64
+    end: Tensor  # (B, C) float64 log-mass of all labellings by last label (alpha[L] here;
+    # the backend replaces it where the last run is censored, and log_z with it)
 
 
 def forward(p: Problem) -> Forward:
-    """Forward sweep: alpha, gamma and log Z for every sequence."""
+    """Forward sweep: alpha, gamma and log Z for every sequence (censored last runs are
+    the caller's: see :class:`Forward`)."""
     _check_size(p)
     batch, length, labels, max_len = p.shape
     block_c, block_k, num_warps = _blocks(p)
     dev, f64 = p.prefix.device, torch.float64
-    gamma = torch.full((batch, labels, max_len + length + 1), NEG, dtype=f64, device=dev)
-    gamma[:, :, max_len] = p.start
+    gamma = _gamma_buffer(p)
     alpha = torch.full((batch, labels, length + 1), NEG, dtype=f64, device=dev)
     log_z = torch.empty(batch, dtype=f64, device=dev)
     lo = p.lo if p.lo is not None else p.lengths
     _forward_kernel[(batch,)](
-        p.prefix, p.transition, p.duration, p.lengths, lo, gamma, alpha, log_z,
+        p.prefix, p.transition, p.duration, p.lengths, lo, _or(p.tail, p.start),
+        _or(p.first, p.start), gamma, alpha, log_z,
         labels, max_len, length,
-        HAS_ALLOWED=p.lo is not None, F32_EXP=p.f32_exp,
+        HAS_ALLOWED=p.lo is not None, HAS_TAIL=p.tail is not None, HAS_FIRST=p.first is not None,
+        F32_EXP=p.f32_exp,
         BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
-    return Forward(alpha=alpha, gamma=gamma, log_z=log_z)
+    at_end = p.lengths.view(batch, 1, 1).expand(batch, labels, 1)
+    return Forward(alpha=alpha, gamma=gamma, log_z=log_z, end=alpha.gather(2, at_end).squeeze(2))
 
 
 @dataclass
 class Backward:
     marginals: Tensor  # (B, T, C) float64, zero past each length
     transition_mass: Tensor  # (B, C, C) float64
-    start_mass: Tensor  # (B, C) float64
+    start_mass: Tensor  # (B, C) float64 (zero where the first run is censored)
     u: Tensor  # (B, C, T + 1 + Kc) float64
+    tail_mass: Tensor | None = None  # (B, C): expected number of runs longer than Kc (tail)
+    tail_excess: Tensor | None = None  # (B, C): expected sum of (length - Kc) over those
 
 
 def backward(p: Problem, fwd: Forward) -> Backward:
-    """Backward sweep: position marginals and the transition / start posterior masses."""
+    """Backward sweep: position marginals, the transition / start posterior masses and, with
+    a tail, the masses of the (uncensored) runs longer than Kc."""
     batch, length, labels, max_len = p.shape
     block_c, block_k, num_warps = _blocks(p)
     dev, f64 = p.prefix.device, torch.float64
     u = torch.full((batch, labels, length + 1 + max_len), NEG, dtype=f64, device=dev)
+    # u[L] = S[L] (beta[L] = 0), NEG where the last run is censored; NEG past L
+    at_end = p.lengths.view(batch, 1, 1).expand(batch, labels, 1)
+    u_end = p.prefix.gather(2, at_end)
+    if p.last_cut is not None:
+        u_end = torch.where(p.last_cut.view(batch, 1, 1), NEG, u_end)
+    u.scatter_(2, at_end, u_end)
     marg = torch.zeros(batch, length, labels, dtype=f64, device=dev)
     trans_mass = torch.zeros(batch, labels, labels, dtype=f64, device=dev)
     start_mass = torch.zeros(batch, labels, dtype=f64, device=dev)
+    tail_mass = tail_excess = None
+    if p.tail is not None:
+        tail_mass = torch.zeros(batch, labels, dtype=f64, device=dev)
+        tail_excess = torch.zeros(batch, labels, dtype=f64, device=dev)
     hi = p.hi if p.hi is not None else p.lengths
     _backward_kernel[(batch,)](
-        p.prefix, p.transition, p.duration, p.lengths, hi,
+        p.prefix, p.transition, p.duration, p.lengths, hi, _or(p.tail, p.start),
+        _or(p.last, p.start), fwd.end,
         fwd.gamma, fwd.alpha, fwd.log_z, u, marg, trans_mass, start_mass,
+        _or(tail_mass, p.start), _or(tail_excess, p.start),
         labels, max_len, length,
-        HAS_ALLOWED=p.hi is not None, F32_EXP=p.f32_exp,
+        HAS_ALLOWED=p.hi is not None, HAS_TAIL=p.tail is not None, HAS_LAST=p.last is not None,
+        F32_EXP=p.f32_exp,
         BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
-    return Backward(marginals=marg, transition_mass=trans_mass, start_mass=start_mass, u=u)
+    return Backward(marginals=marg, transition_mass=trans_mass, start_mass=start_mass, u=u,
+                    tail_mass=tail_mass, tail_excess=tail_excess)
 
 
 def duration_mass(p: Problem, fwd: Forward, bwd: Backward) -> Tensor:
@@ -467,6 +596,7 @@ class Viterbi:
     last_label: Tensor  # (B,) int32
     back_len: Tensor  # (B, C, T + 1) int32
     back_label: Tensor  # (B, C, T + 1) int32 (index T unused)
+    gamma: Tensor  # (B, C, Kc + T + 1) float64, max semiring (censored last runs: caller's)
 
 
 def viterbi(p: Problem) -> Viterbi:
@@ -475,16 +605,18 @@ def viterbi(p: Problem) -> Viterbi:
     batch, length, labels, max_len = p.shape
     block_c, block_k, num_warps = _blocks(p)
     dev, f64 = p.prefix.device, torch.float64
-    gamma = torch.full((batch, labels, max_len + length + 1), NEG, dtype=f64, device=dev)
-    gamma[:, :, max_len] = p.start
+    gamma = _gamma_buffer(p)
     best = torch.empty(batch, dtype=f64, device=dev)
     last = torch.empty(batch, dtype=torch.int32, device=dev)
     back_len = torch.zeros(batch, labels, length + 1, dtype=torch.int32, device=dev)
     back_label = torch.zeros(batch, labels, length + 1, dtype=torch.int32, device=dev)
     _viterbi_kernel[(batch,)](
-        p.prefix, p.transition, p.duration, p.lengths, gamma, best, last, back_len, back_label,
+        p.prefix, p.transition, p.duration, p.lengths, _or(p.tail, p.start),
+        _or(p.first, p.start), gamma, best, last, back_len, back_label,
         labels, max_len, length,
+        HAS_TAIL=p.tail is not None, HAS_FIRST=p.first is not None,
         BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
-    return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label)
+    return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label,
+                   gamma=gamma)
