@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 
-import torch
-
 from semicrf.data import generate_dataset, load_split
+from semicrf.environment import machine_info
 from semicrf.models import MODEL_NAMES
-from semicrf.train import TrainConfig, make_loader
+from semicrf.pipeline import RunConfig
+from semicrf.train import make_loader
 
 
 def profile(args: argparse.Namespace) -> dict:
@@ -27,12 +26,11 @@ def profile(args: argparse.Namespace) -> dict:
         generate_dataset(tmp, num_train=args.sequences, num_val=1, num_test=1,
                          seq_length=args.length, seed=0)
         records = load_split(tmp, "train")
-    result = {"scale": vars(args), "threads": torch.get_num_threads(),
-              "machine": platform.machine(), "torch": torch.__version__, "models": {}}
+    result = {"scale": vars(args), "machine": machine_info(), "models": {}}
     for name in args.models:
-        cfg = TrainConfig(model=name, encoder=args.encoder, features="onehot", input_dim=5,
-                          num_labels=3, max_duration=args.max_duration, hidden_dim=args.hidden,
-                          num_layers=1, batch_size=args.batch, lr=1e-3, epochs=1)
+        cfg = RunConfig(data_dir="", output_dir="", encoder=args.encoder, features="onehot",
+                        max_duration=args.max_duration, hidden_dim=args.hidden, num_layers=1,
+                        batch_size=args.batch, lr=1e-3, epochs=1).train_config(name, 3)
         model = cfg.build()
         encoder_s = head_s = 0.0
         for batch in make_loader(records, cfg, shuffle_epoch=0):
