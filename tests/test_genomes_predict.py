@@ -121,7 +121,7 @@ def test_stitched_windows_equal_the_whole_sequence(monkeypatch: pytest.MonkeyPat
     edge = 15
     index = {tokens[i:i + 200].tobytes(): i for i in range(truth.size - 199)}
 
-    def fake(pred, windows):
+    def fake(pred, windows, scores=True):
         labels, post = [], []
         for w in windows:
             at = index[w.tobytes()] if w.size == 200 else 0
@@ -191,6 +191,9 @@ def test_predict_cli_end_to_end_with_a_trained_checkpoint(tmp_path: Path,
                                                    window=200, overlap=40)
         assert labels.shape == (500,) and set(labels.tolist()) <= {0, 1, 2}
         np.testing.assert_allclose(post.sum(axis=1), 1.0, atol=1e-6)
+        unscored, none = predict_mod.decode_sequence(pred, np.arange(500, dtype=np.uint8) % 4,
+                                                     window=200, overlap=40, scores=False)
+        assert none is None and np.array_equal(unscored, labels)
     ckpt = tmp_path / "run" / "checkpoints" / "semicrf_best.pt"
     # two sequences; the second longer than one window, so it is stitched
     fasta = write_fasta(tmp_path / "in.fa", {"short": random_dna(150, np.random.default_rng(0)),

@@ -170,7 +170,8 @@ def window_segments(labels: np.ndarray, start: int, seq_length: int
     return segments, bool(first_cut), bool(last_cut), int(last_run_length)
 
 
-def _sha256(path: str | os.PathLike[str]) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -272,7 +273,7 @@ def import_dataset(
         "alphabet": ALPHABET,
         "source": {
             "kind": "genbank" if genbank is not None else "fasta+gff3",
-            "files": [{"path": os.fspath(p), "sha256": _sha256(p)} for p in inputs],
+            "files": [{"path": os.fspath(p), "sha256": file_sha256(p)} for p in inputs],
             "split": [float(x) for x in split],
             "max_flank": max_flank,
             "num_loci": len(loci),

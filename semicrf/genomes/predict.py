@@ -18,6 +18,7 @@ import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ def load_predictor(checkpoint: str | os.PathLike[str], device: str | torch.devic
 
 
 @torch.no_grad()
-def _decode_batch(pred: Predictor, tokens: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (B, n) int64 and marginals (B, n, C) float of equal-length token windows.
+def _decode_batch(pred: Predictor, tokens: list[np.ndarray], scores: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (B, n) int64 and marginals (B, n, C) float of equal-length token windows
+    ((B, n, 0) without ``scores``: the marginals cost about two more sweeps).
 
     The CRF heads score both edge runs of every window as censored (a window, and a FASTA
     record, is a cut of a longer genome)."""
@@ -70,13 +73,18 @@ def _decode_batch(pred: Predictor, tokens: list[np.ndarray]) -> tuple[np.ndarray
     lengths = torch.full((len(tokens),), feats.shape[1], dtype=torch.int64, device=pred.device)
     hidden = pred.model.encoder(feats, lengths)
     head = pred.model.head
+    post = None
     if isinstance(head, SoftmaxHead):
         labels, _ = head.decode(hidden, lengths)
-        post = functional.softmax(head.projection(hidden).double(), dim=-1)
+        if scores:
+            post = functional.softmax(head.projection(hidden).double(), dim=-1)
     else:
         censored = torch.ones(len(tokens), 2, dtype=torch.bool, device=pred.device)
         labels, _ = head.decode(hidden, lengths, censored)
-        post = head.marginals(hidden, lengths, censored)
+        if scores:
+            post = head.marginals(hidden, lengths, censored)
+    if post is None:
+        post = hidden.new_zeros(*labels.shape, 0)
     return labels.cpu().numpy(), post.double().cpu().numpy()
 
 
@@ -103,24 +111,26 @@ def _cut(prev: np.ndarray, nxt: np.ndarray, lo: int, hi: int) -> int:
 
 
 def _decoded_windows(pred: Predictor, tokens: np.ndarray, bounds: list[tuple[int, int]],
-                     batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     batch_size: int, scores: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, len(bounds), batch_size):
         chunk = bounds[i:i + batch_size]  # equal lengths: all `window` long, or one window
-        labels, post = _decode_batch(pred, [tokens[s:e] for s, e in chunk])
+        labels, post = _decode_batch(pred, [tokens[s:e] for s, e in chunk], scores)
         yield from zip(labels, post)
 
 
 def decode_sequence(pred: Predictor, tokens: np.ndarray, *, window: int = 20000,
-                    overlap: int = 2000, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Stitched labels (T,) int64 and marginals (T, C) of one token sequence (uint8 (T,)).
+                    overlap: int = 2000, batch_size: int = 4, scores: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stitched labels (T,) int64 and marginals (T, C) (None without ``scores``) of one token
+    sequence (uint8 (T,)).
 
     Windows are stitched as they are decoded: at most one batch plus one window is held
     besides the outputs."""
     bounds = window_bounds(int(tokens.size), window, overlap)
     labels = np.empty(tokens.size, dtype=np.int64)
-    post = np.empty((tokens.size, pred.num_labels))
+    post = np.empty((tokens.size, pred.num_labels if scores else 0))
     at, prev = 0, None
-    for j, (lab, mar) in enumerate(_decoded_windows(pred, tokens, bounds, batch_size)):
+    for j, (lab, mar) in enumerate(_decoded_windows(pred, tokens, bounds, batch_size, scores)):
         if prev is not None:  # cut the previous window against this one
             (s, e), (ns, _) = bounds[j - 1], bounds[j]
             lo = max(ns, at)  # the end-aligned last window may start before the previous cut
@@ -130,10 +140,10 @@ def decode_sequence(pred: Predictor, tokens: np.ndarray, *, window: int = 20000,
         prev = (lab, mar)
     s = bounds[-1][0]
     labels[at:], post[at:] = prev[0][at - s:], prev[1][at - s:]
-    return labels, post
+    return labels, (post if scores else None)
 
 
-def _strand_genes(pred: Predictor, seqid: str, sequence: str, minus: bool, **kw: int
+def _strand_genes(pred: Predictor, seqid: str, sequence: str, minus: bool, **kw: Any
                   ) -> list[Transcript]:
     seq = reverse_complement(sequence) if minus else sequence
     labels, post = decode_sequence(pred, encode_bases(seq, f"record {seqid!r}"), **kw)
@@ -169,13 +179,15 @@ def predict_genes(
     window: int = 20000,
     overlap: int = 2000,
     batch_size: int = 4,
+    scores: bool = True,
 ) -> dict[str, list[Transcript]]:
-    """Predicted genes per sequence id, sorted by start, with IDs ``{seqid}.g{n}``."""
+    """Predicted genes per sequence id, sorted by start, with IDs ``{seqid}.g{n}``
+    (unscored without ``scores``, which saves the marginals' sweeps)."""
     window_bounds(1, window, overlap)  # validates window / overlap
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = {}
-    kw = {"window": window, "overlap": overlap, "batch_size": batch_size}
+    kw = {"window": window, "overlap": overlap, "batch_size": batch_size, "scores": scores}
     for seqid, sequence in sequences.items():
         genes = _strand_genes(pred, seqid, sequence, False, **kw)
         if both_strands:
