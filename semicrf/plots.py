@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from semicrf.atomic_io import atomic_write
 from semicrf.labels import CLASS_NAMES
 from semicrf.models import MODEL_NAMES
 
@@ -45,11 +46,9 @@ def _ordered_models(names: Sequence[str]) -> list[str]:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=150)
-    return path
+    kind = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda handle: fig.savefig(handle, dpi=150, format=kind))
 
 
 def _length_bins(lengths: list[np.ndarray], extra_max: int = 0) -> tuple[np.ndarray, bool]:

@@ -317,13 +317,13 @@ def compare(
     table = comparison_table(results_dirs, metrics)
     out = Path(out_dir) if out_dir is not None else _default_out_dir(results_dirs)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "comparison.csv")
+    write_text(out / "comparison.csv", table.to_csv())
     md = to_markdown(table)
     if len(results_dirs) > 1:
         labels = _run_labels(results_dirs)
         md += "\nRuns:\n\n" + "".join(
             f"- {label}: `{os.fspath(path)}`\n" for label, path in zip(labels, results_dirs, strict=True)
         )
-    (out / "comparison.md").write_text(md, encoding="utf-8")
+    write_text(out / "comparison.md", md)
     table.attrs["output_dir"] = str(out)
     return table
