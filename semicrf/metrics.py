@@ -319,6 +319,26 @@ def clamped_length_histogram(lengths: np.ndarray, max_duration: int) -> np.ndarr
     return np.bincount(np.minimum(lengths, max_duration) - 1, minlength=max_duration)[:max_duration]
 
 
+def per_sequence_length_histograms(labels: LabelArrays, num_classes: int,
+                                   max_duration: int) -> np.ndarray:
+    """(S, C, K) counts of segment lengths 1..K per sequence and class, lengths above K in
+    bin K: summed over sequences, the histograms of :func:`evaluate`'s ``duration_kl``
+    (per-sequence rows are what :mod:`semicrf.stats` resamples)."""
+    flat = _flatten(labels, labels, num_classes)
+    s, e, lab = runs(flat.true, flat.offsets)
+    seq = np.searchsorted(flat.offsets, s, side="right") - 1
+    out = np.zeros((flat.num_sequences, num_classes, max_duration), dtype=np.int64)
+    np.add.at(out, (seq, lab, np.minimum(e - s, max_duration) - 1), 1)
+    return out
+
+
+def pooled_kl(pred_hists: np.ndarray, true_hists: np.ndarray,
+              smoothing: float = KL_SMOOTHING) -> float:
+    """KL(true || predicted) of (S, K) per-sequence length histograms summed over sequences."""
+    return kl_divergence(np.asarray(true_hists).sum(axis=0), np.asarray(pred_hists).sum(axis=0),
+                         smoothing)
+
+
 def log_length_edges(max_length: int, per_decade: int = LOG_BINS_PER_DECADE) -> np.ndarray:
     """Integer edges of log-spaced length bins covering 1..max_length (bin i = [e_i, e_i+1))."""
     top = np.log10(max_length + 1)

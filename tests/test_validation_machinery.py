@@ -14,8 +14,13 @@ import pytest
 
 from semicrf import validation as v
 from semicrf.data import GeneratorConfig
-from semicrf.metrics import boundary_match_counts, evaluate
-from semicrf.stats import paired_bootstrap
+from semicrf.metrics import (
+    boundary_match_counts,
+    evaluate,
+    per_sequence_length_histograms,
+    pooled_kl,
+)
+from semicrf.stats import bootstrap, paired_bootstrap
 
 TINY = v.Scale(
     name="tiny", length_factor=50, num_train=6, num_val=2, num_test=4,
@@ -143,7 +148,7 @@ def test_thresholds_are_the_spec_midpoints():
 def test_bootstrap_interval_of_a_mean():
     rng = np.random.default_rng(1)
     x = rng.normal(2.0, 1.0, size=400)
-    res = v.bootstrap_interval(lambda a, _t: float(a.mean()), x, x, n_boot=2000, seed=3)
+    res = bootstrap(lambda a: float(a.mean()), x, n_boot=2000, seed=3)
     assert res["estimate"] == pytest.approx(x.mean())
     half = 1.96 * x.std() / np.sqrt(x.size)  # normal-theory half width
     assert res["ci_high"] - res["ci_low"] == pytest.approx(2 * half, rel=0.15)
@@ -183,17 +188,17 @@ def test_duration_histograms_reproduce_evaluate():
     rng = np.random.default_rng(5)
     true, pred = _labels(rng), _labels(rng)
     k = 40
-    ht = v.per_sequence_length_histograms(true, 3, k)
-    hp = v.per_sequence_length_histograms(pred, 3, k)
+    ht = per_sequence_length_histograms(true, 3, k)
+    hp = per_sequence_length_histograms(pred, 3, k)
     expected = evaluate(pred, true, 3, k)["duration_kl"]
     for c, name in enumerate(("intergenic", "exon", "intron")):
-        assert v.pooled_kl(hp[:, c], ht[:, c]) == pytest.approx(expected[name], abs=1e-12)
+        assert pooled_kl(hp[:, c], ht[:, c]) == pytest.approx(expected[name], abs=1e-12)
 
 
 def test_duration_claims_known_answers():
     rng = np.random.default_rng(7)
     true = _labels(rng)
-    ht = v.per_sequence_length_histograms(true, 3, 50)[:, 1]
+    ht = per_sequence_length_histograms(true, 3, 50)[:, 1]
     exact = v.absolute_kl_claim(ht, ht, "exon", n_boot=100)
     assert exact.estimate == 0 and exact.ci_high == 0 and exact.passed
     # Every predicted exon of length 1: KL ~ log(1/eps) far above the threshold.

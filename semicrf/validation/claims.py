@@ -1,0 +1,305 @@
+"""The validation claims: statistics, intervals, thresholds and verdicts.
+
+Every threshold is a module constant, fixed before the first run of a scale;
+``docs/validation.md`` argues each of them. :func:`decide_claims` decides every claim on one
+trained experiment (:class:`semicrf.validation.experiment.ExperimentResult`), with a
+bootstrap over test sequences (:mod:`semicrf.stats`) where the claim is about a test-set
+statistic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from semicrf.data import GeneratorConfig, load_split
+from semicrf.labels import class_names
+from semicrf.metrics import (
+    boundary_match_counts,
+    duration_table_kl,
+    f1_from_counts,
+    per_sequence_length_histograms,
+    pooled_kl,
+)
+from semicrf.models import MODEL_NAMES
+from semicrf.pipeline import true_pmf_table
+from semicrf.stats import bootstrap, paired_bootstrap
+from semicrf.validation.experiment import NUM_CLASSES, SHIFTED_MODEL, ExperimentResult, Scale
+
+BASELINES: tuple[str, ...] = ("semicrf_uniform", "linear", "softmax")
+DURATION_CLASSES: tuple[str, ...] = ("exon", "intron")
+
+# ---- thresholds: fixed before the first full run (docs/validation.md) --------------------
+
+#: The spec's "Expected Results": semicrf's duration KL and the best (lowest) baseline's.
+SPEC_EXPECTED_KL: dict[str, dict[str, float]] = {
+    "exon": {"semicrf": 0.3, "best_baseline": 1.8},
+    "intron": {"semicrf": 0.5, "best_baseline": 2.5},
+}
+#: Absolute duration-KL thresholds: the midpoint between "low" and "high" in the spec.
+KL_THRESHOLDS: dict[str, float] = {
+    c: 0.5 * (v["semicrf"] + v["best_baseline"]) for c, v in SPEC_EXPECTED_KL.items()
+}
+#: KL(true pmf || learned exon pmf of the head) must be below this (the spec's "low" exon value).
+LEARNED_KL_THRESHOLD = 0.3
+#: The learned exon median must lie within this relative distance of the true median.
+MEDIAN_REL_TOLERANCE = 0.25
+#: Triton vs reference: optimiser steps compared and their relative tolerance on the loss.
+TRITON_STEPS = 8
+TRITON_RTOL = 1e-4
+#: Bootstrap settings.
+ALPHA = 0.05
+N_BOOT = 2000
+BOOT_SEED = 20240611
+
+def discrete_median(pmf: np.ndarray) -> int:
+    """Smallest length d (1-based) with P(length <= d) >= 1/2 (the pmf is renormalised)."""
+    pmf = np.asarray(pmf, dtype=np.float64)
+    cdf = np.cumsum(pmf) / pmf.sum()
+    return int(np.searchsorted(cdf, 0.5 - 1e-12) + 1)
+
+
+# ---- claims -----------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    """One claim: what was estimated, its interval, the rule and the verdict."""
+
+    id: str
+    title: str
+    statistic: str
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float | None
+    rule: str
+    passed: bool | None  # None: not decided (e.g. needs CUDA)
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "NOT RUN"}[self.passed]
+
+    def message(self) -> str:
+        ci = ""
+        if self.ci_low is not None and self.ci_high is not None:
+            ci = f", 95% CI [{self.ci_low:.4f}, {self.ci_high:.4f}]"
+        est = "n/a" if self.estimate is None else f"{self.estimate:.4f}"
+        return (f"{self.id}: {self.verdict}: {self.statistic} = {est}{ci}; rule {self.rule} "
+                f"(threshold {self.threshold}){'; ' + self.note if self.note else ''}")
+
+
+def claim_ids(shifted: bool = True) -> list[str]:
+    """Every claim id :func:`decide_claims` produces, in report order."""
+    ids = [f"boundary_f1_vs_{b}" for b in BASELINES]
+    ids += [f"duration_kl_{c}_vs_{b}" for c in DURATION_CLASSES for b in BASELINES]
+    ids += [f"duration_kl_{c}_absolute" for c in DURATION_CLASSES]
+    ids += ["learned_exon_kl", "learned_exon_median"]
+    if shifted:
+        ids += ["shifted_learned_exon_median"]
+    ids += [f"stable_{m}" for m in MODEL_NAMES] + ([f"stable_{SHIFTED_MODEL}"] if shifted else [])
+    ids += ["triton_matches_reference"]
+    return ids
+
+
+def boundary_claim(counts_semicrf: np.ndarray, counts_base: np.ndarray, baseline: str, *,
+                   n_boot: int = N_BOOT, seed: int = BOOT_SEED, alpha: float = ALPHA) -> Claim:
+    """semicrf boundary F1 - baseline's, paired bootstrap over sequences; pass iff CI > 0."""
+    res = paired_bootstrap(lambda c, _t: f1_from_counts(c), counts_semicrf, counts_base,
+                           counts_semicrf, n_boot=n_boot, seed=seed, alpha=alpha)
+    return Claim(
+        id=f"boundary_f1_vs_{baseline}",
+        title=f"semicrf boundary F1 > {baseline}",
+        statistic=f"boundary F1(semicrf) - boundary F1({baseline})",
+        estimate=res["estimate"], ci_low=res["ci_low"], ci_high=res["ci_high"], threshold=0.0,
+        rule="ci_low > 0", passed=bool(res["ci_low"] > 0.0),
+        details={"semicrf": f1_from_counts(counts_semicrf), baseline: f1_from_counts(counts_base),
+                 "n_boot": n_boot},
+    )
+
+
+def duration_comparison_claim(hist_semicrf: np.ndarray, hist_base: np.ndarray,
+                              hist_true: np.ndarray, cls: str, baseline: str, *,
+                              n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                              alpha: float = ALPHA) -> Claim:
+    """duration KL(baseline) - KL(semicrf) for one class (S, K histograms); pass iff CI > 0."""
+    res = paired_bootstrap(pooled_kl, hist_base, hist_semicrf, hist_true, n_boot=n_boot,
+                           seed=seed, alpha=alpha)
+    return Claim(
+        id=f"duration_kl_{cls}_vs_{baseline}",
+        title=f"semicrf {cls} duration KL < {baseline}",
+        statistic=f"duration_kl_{cls}({baseline}) - duration_kl_{cls}(semicrf)",
+        estimate=res["estimate"], ci_low=res["ci_low"], ci_high=res["ci_high"], threshold=0.0,
+        rule="ci_low > 0", passed=bool(res["ci_low"] > 0.0),
+        details={"semicrf": pooled_kl(hist_semicrf, hist_true),
+                 baseline: pooled_kl(hist_base, hist_true), "n_boot": n_boot},
+    )
+
+
+def absolute_kl_claim(hist_semicrf: np.ndarray, hist_true: np.ndarray, cls: str, *,
+                      threshold: float | None = None, n_boot: int = N_BOOT,
+                      seed: int = BOOT_SEED, alpha: float = ALPHA) -> Claim:
+    """semicrf duration KL of one class below an absolute threshold: pass iff CI high < it."""
+    threshold = KL_THRESHOLDS[cls] if threshold is None else threshold
+    res = bootstrap(pooled_kl, hist_semicrf, hist_true, n_boot=n_boot, seed=seed, alpha=alpha)
+    spec = SPEC_EXPECTED_KL.get(cls, {})
+    return Claim(
+        id=f"duration_kl_{cls}_absolute",
+        title=f"semicrf {cls} duration KL low (spec ~{spec.get('semicrf')})",
+        statistic=f"duration_kl_{cls}(semicrf)",
+        estimate=res["estimate"], ci_low=res["ci_low"], ci_high=res["ci_high"],
+        threshold=threshold, rule="ci_high < threshold", passed=bool(res["ci_high"] < threshold),
+        details={"spec_semicrf": spec.get("semicrf"), "spec_best_baseline": spec.get("best_baseline"),
+                 "n_boot": n_boot},
+    )
+
+
+def learned_pmf_claims(learned_pmf: np.ndarray, true_pmf: np.ndarray, *, prefix: str = "",
+                       with_kl: bool = True) -> list[Claim]:
+    """Exon column of the head's (K, C) pmf vs the generating pmf (truncated to 1..K):
+    KL below :data:`LEARNED_KL_THRESHOLD` and the median within :data:`MEDIAN_REL_TOLERANCE`."""
+    exon = class_names(NUM_CLASSES).index("exon")
+    learned_pmf, true_pmf = np.asarray(learned_pmf), np.asarray(true_pmf)
+    kl = duration_table_kl(learned_pmf, true_pmf)["exon"]
+    m_learned = discrete_median(learned_pmf[:, exon])
+    m_true = discrete_median(true_pmf[:, exon])
+    rel = abs(m_learned - m_true) / m_true
+    note = "single trained table: no test-set resampling applies (point estimate)"
+    claims = []
+    if with_kl:
+        claims.append(Claim(
+            id=f"{prefix}learned_exon_kl", title=f"{prefix}learned exon pmf matches the truth",
+            statistic="KL(true exon pmf || learned exon pmf)", estimate=kl, ci_low=None,
+            ci_high=None, threshold=LEARNED_KL_THRESHOLD, rule="estimate < threshold",
+            passed=bool(kl < LEARNED_KL_THRESHOLD), note=note,
+            details={"learned_median": m_learned, "true_median": m_true},
+        ))
+    claims.append(Claim(
+        id=f"{prefix}learned_exon_median",
+        title=f"{prefix}learned exon median within {MEDIAN_REL_TOLERANCE:.0%} of the true median",
+        statistic="|median(learned) - median(true)| / median(true)", estimate=rel, ci_low=None,
+        ci_high=None, threshold=MEDIAN_REL_TOLERANCE, rule="estimate <= threshold",
+        passed=bool(rel <= MEDIAN_REL_TOLERANCE),
+        note=f"learned median {m_learned}, true median {m_true}; {note}",
+        details={"learned_median": m_learned, "true_median": m_true, "kl": kl},
+    ))
+    return claims
+
+
+def stability_claim(model: str, entry: Mapping[str, Any]) -> Claim:
+    """Every train/validation/test loss finite and the final validation loss below the first."""
+    history = entry.get("history") or []
+    losses = [row.get(k) for row in history for k in ("train_loss", "val_loss")]
+    losses.append(entry.get("test_loss"))
+    finite = bool(losses) and all(v is not None and math.isfinite(float(v)) for v in losses)
+    val = [row.get("val_loss") for row in history]
+    ratio = None
+    if len(val) >= 1 and val[0] is not None and val[-1] is not None and float(val[0]) > 0:
+        ratio = float(val[-1]) / float(val[0])
+    passed = finite and ratio is not None and len(val) >= 2 and ratio < 1.0
+    return Claim(
+        id=f"stable_{model}", title=f"{model}: training stable",
+        statistic="final / first validation loss", estimate=ratio, ci_low=None, ci_high=None,
+        threshold=1.0, rule="all losses finite and estimate < threshold", passed=bool(passed),
+        note=f"{len(history)} epochs; all losses finite: {finite}",
+        details={"first_val_loss": val[0] if val else None,
+                 "final_val_loss": val[-1] if val else None, "finite": finite},
+    )
+
+
+def triton_trajectories(data_dir: str | os.PathLike, scale: Scale, steps: int = TRITON_STEPS,
+                        device: str = "cuda") -> dict[str, list[float]]:
+    """Losses of the first ``steps`` optimiser steps of ``semicrf`` training, once with the
+    Triton CRF backend and once with the reference, from the same initial weights and
+    batches (encoder: a small BiLSTM, cuDNN deterministic, so only the CRF path differs)."""
+    from semicrf.train import make_loader
+
+    train = load_split(data_dir, "train")
+    out: dict[str, list[float]] = {}
+    torch.backends.cudnn.deterministic = True
+    for backend in ("reference", "triton"):
+        cfg = replace(scale.run, encoder="bilstm", features="onehot", hidden_dim=32, num_layers=1,
+                      batch_size=4, epochs=1, backend=backend, no_triton=False,
+                      ).train_config("semicrf", NUM_CLASSES)
+        model = cfg.build().to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        losses: list[float] = []
+        for batch in make_loader(train[: steps * cfg.batch_size], cfg, shuffle_epoch=0):
+            feats, labels, lengths = (batch[k].to(device) for k in ("features", "labels", "lengths"))
+            loss = model.loss(feats, lengths, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.item()))
+        out[backend] = losses
+    return out
+
+
+def triton_claim(trajectories: Mapping[str, Sequence[float]] | None) -> Claim:
+    """Triton and reference loss trajectories equal within :data:`TRITON_RTOL` (relative)."""
+    base = dict(id="triton_matches_reference",
+                title="Triton and reference CRF give the same semicrf loss trajectory",
+                statistic="max relative loss difference over the first steps",
+                ci_low=None, ci_high=None, threshold=TRITON_RTOL, rule="estimate <= threshold")
+    if trajectories is None:
+        return Claim(**base, estimate=None, passed=None, note="needs CUDA; not run")
+    ref = np.asarray(trajectories["reference"], dtype=np.float64)
+    tri = np.asarray(trajectories["triton"], dtype=np.float64)
+    finite = ref.size > 0 and ref.shape == tri.shape and np.isfinite(ref).all() and np.isfinite(tri).all()
+    worst = float(np.max(np.abs(tri - ref) / np.maximum(np.abs(ref), 1e-12))) if finite else math.inf
+    return Claim(**base, estimate=worst, passed=bool(finite and worst <= TRITON_RTOL),
+                 note=f"{ref.size} steps", details={k: list(v) for k, v in trajectories.items()})
+
+
+def decide_claims(result: ExperimentResult, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                  alpha: float = ALPHA, check_triton: bool | None = None) -> list[Claim]:
+    """Every claim of the validation suite on one experiment (see :func:`claim_ids`)."""
+    scale = result.experiment.scale
+    k = scale.max_duration
+    names = class_names(NUM_CLASSES)
+    true = result.true_labels
+    counts = {m: boundary_match_counts(result.predictions[m], true, NUM_CLASSES) for m in MODEL_NAMES}
+    hists = {m: per_sequence_length_histograms(result.predictions[m], NUM_CLASSES, k) for m in MODEL_NAMES}
+    hist_true = per_sequence_length_histograms(true, NUM_CLASSES, k)
+    opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
+    claims = [boundary_claim(counts["semicrf"], counts[b], b, **opts) for b in BASELINES]
+    for cls in DURATION_CLASSES:
+        c = names.index(cls)
+        for b in BASELINES:
+            claims.append(duration_comparison_claim(hists["semicrf"][:, c], hists[b][:, c],
+                                                    hist_true[:, c], cls, b, **opts))
+    for cls in DURATION_CLASSES:
+        c = names.index(cls)
+        claims.append(absolute_kl_claim(hists["semicrf"][:, c], hist_true[:, c], cls, **opts))
+
+    generator = GeneratorConfig.from_dict(result.experiment.generator)
+    learned = np.asarray(result.payload["models"]["semicrf"]["learned_duration"]["pmf"])
+    base = learned_pmf_claims(learned, true_pmf_table(generator, NUM_CLASSES, k))
+    claims += base
+    if result.shifted_payload is not None:
+        shifted_gen = GeneratorConfig.from_dict(result.experiment.shifted_generator)
+        shifted_learned = np.asarray(
+            result.shifted_payload["models"]["semicrf"]["learned_duration"]["pmf"])
+        (shifted,) = learned_pmf_claims(
+            shifted_learned, true_pmf_table(shifted_gen, NUM_CLASSES, k), prefix="shifted_",
+            with_kl=False)
+        shifted.details["base_learned_median"] = base[-1].details["learned_median"]
+        claims.append(shifted)
+    for m in MODEL_NAMES:
+        claims.append(stability_claim(m, result.payload["models"][m]))
+    if result.shifted_payload is not None:
+        claims.append(stability_claim(SHIFTED_MODEL, result.shifted_payload["models"]["semicrf"]))
+    if check_triton is None:
+        check_triton = torch.cuda.is_available()
+    trajectories = triton_trajectories(result.root / "data", scale) if check_triton else None
+    claims.append(triton_claim(trajectories))
+    return claims

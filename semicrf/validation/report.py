@@ -1,0 +1,217 @@
+"""The validation report: ``validation_report.{json,md}`` of one experiment."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semicrf.atomic_io import write_text
+from semicrf.environment import machine_info
+from semicrf.report import write_metrics_json
+from semicrf.validation.claims import (
+    ALPHA,
+    KL_THRESHOLDS,
+    LEARNED_KL_THRESHOLD,
+    MEDIAN_REL_TOLERANCE,
+    SPEC_EXPECTED_KL,
+    TRITON_RTOL,
+    Claim,
+    discrete_median,
+)
+from semicrf.validation.experiment import SHIFTED_MODEL, ExperimentResult
+
+
+def model_summary(result: ExperimentResult) -> dict[str, dict[str, Any]]:
+    """Per model: the headline test metrics (boundary F1, segment F1, duration KLs, medians)."""
+    out: dict[str, dict[str, Any]] = {}
+    entries = dict(result.payload["models"])
+    if result.shifted_payload is not None:
+        entries[SHIFTED_MODEL] = result.shifted_payload["models"]["semicrf"]
+    for name, entry in entries.items():
+        m = entry["metrics"]
+        row = {
+            "boundary_f1": m["boundary_f1"], "boundary_f1_tol2": m.get("boundary_f1_tol2"),
+            "segment_f1": m["segment_f1"], "position_f1_macro": m["position_f1_macro"],
+            "duration_kl": m["duration_kl"], "duration_kl_log": m.get("duration_kl_log"),
+            "exon_median_true": m["duration_summary"]["exon"]["median_true"],
+            "exon_median_pred": m["duration_summary"]["exon"]["median_pred"],
+            "train_time_s": entry.get("train_time_s"), "epochs": len(entry.get("history") or []),
+            "best_epoch": entry.get("best_epoch"),
+        }
+        learned = entry.get("learned_duration")
+        if learned:
+            pmf = np.asarray(learned["pmf"])
+            row["learned_kl"] = learned.get("kl")
+            row["learned_exon_median"] = discrete_median(pmf[:, 1])
+        out[name] = row
+    return out
+
+
+def write_report(
+    result: ExperimentResult,
+    claims: Sequence[Claim],
+    *,
+    command: str,
+    session_wall_s: float | None = None,
+    results_root: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Write ``validation_report.json`` and ``.md`` into the experiment directory and copy the
+    Markdown to ``<results_root>/latest_<scale>.md``. Returns the paths written."""
+    scale = result.experiment.scale
+    root = result.root
+    plots = {name: os.path.relpath(p, root) for name, p in (
+        ("duration_comparison", root / "run" / "duration_comparison.png"),
+        ("training_curves", root / "run" / "training_curves.png"),
+        ("shifted_duration_comparison", root / "shifted" / "run" / "duration_comparison.png"),
+    ) if p.is_file()}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "scale": scale.name,
+        "key": result.experiment.key(),
+        "results_dir": str(root),
+        "from_cache": result.from_cache,
+        "machine": machine_info(),
+        "trained_on": _trained_on(root),
+        "experiment_wall_s": result.timing.get("total_s"),
+        "experiment_timing": result.timing,
+        "session_wall_s": session_wall_s,
+        "experiment": result.experiment.describe(),
+        "generator_overrides": result.experiment.overrides,
+        "thresholds": {
+            "kl_absolute": KL_THRESHOLDS, "spec_expected_kl": SPEC_EXPECTED_KL,
+            "learned_kl": LEARNED_KL_THRESHOLD, "median_rel_tolerance": MEDIAN_REL_TOLERANCE,
+            "triton_rtol": TRITON_RTOL, "alpha": ALPHA,
+        },
+        "claims": [asdict(c) | {"verdict": c.verdict} for c in claims],
+        "summary": {"passed": sum(c.passed is True for c in claims),
+                    "failed": sum(c.passed is False for c in claims),
+                    "not_run": sum(c.passed is None for c in claims)},
+        "models": model_summary(result),
+        "plots": plots,
+    }
+    json_path = write_metrics_json(root / "validation_report.json", report)
+    md_path = root / "validation_report.md"
+    write_text(md_path, report_markdown(report))
+    written = {"json": json_path, "md": md_path}
+    if results_root is not None:
+        latest = Path(results_root) / f"latest_{scale.name}.md"
+        text = md_path.read_text(encoding="utf-8").replace(
+            "](run/", f"]({root.name}/run/").replace("](shifted/", f"]({root.name}/shifted/")
+        write_text(latest, text)
+        written["latest"] = latest
+    return written
+
+
+def _trained_on(root: Path) -> dict[str, Any]:
+    """{"git": ...} of the source the experiment was trained with (at the start of the last
+    training session; older markers only have the commit at completion)."""
+    if not (root / "complete.json").is_file():
+        return {}
+    marker = json.loads((root / "complete.json").read_text())
+    if marker.get("code_at_start") is not None:
+        return {"git": marker["code_at_start"]}
+    return marker.get("machine", {})
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _commit(machine: Mapping[str, Any]) -> str:
+    git = machine.get("git") or {}
+    if not git:
+        return "unknown"
+    dirty = f" (+{git['modified_files']} modified files)" if git.get("modified_files") else ""
+    return f"{git['commit'][:10]}{dirty}"
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The Markdown form of a validation report (claims table, model table, plots)."""
+    exp = report["experiment"]
+    scale = exp["scale"]
+    run = scale["run"]
+    gen = exp["generator"]["durations"]
+    s = report["summary"]
+    wall = report.get("experiment_wall_s")
+    lines = [
+        f"# Validation report: {report['scale']} scale",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs, "
+        f"torch threads {report['machine']['torch_threads']}, "
+        f"accelerator {report['machine']['cuda'] or 'none'}",
+        f"- command: `{report['command']}`",
+        f"- experiment wall time (generate + train + evaluate): "
+        f"{_fmt(wall / 60 if wall else None, 1)} min"
+        + (" (cached from an earlier session)" if report["from_cache"] else ""),
+        f"- this session: {_fmt((report.get('session_wall_s') or 0) / 60, 1)} min",
+        f"- code: commit {_commit(report['machine'])}; experiment trained at commit "
+        f"{_commit(report.get('trained_on') or {})}",
+        f"- results: `{report['results_dir']}` (key {report['key']})",
+        f"- verdicts: {s['passed']} passed, {s['failed']} failed, {s['not_run']} not run",
+        "",
+        f"Scale: T = {exp['seq_length']}, K = {exp['max_duration']}, "
+        f"{scale['num_train']}/{scale['num_val']}/{scale['num_test']} sequences, encoder "
+        f"{run['encoder']} (hidden {run['hidden_dim']}, {run['num_layers']} layer(s)), "
+        f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs, "
+        f"torch threads while training {run['threads']}, "
+        f"signal {exp['generator']['signal']}.",
+        "",
+        "Ground truth (median, min-max; the changed ground truth doubles the exon):",
+        "",
+        "| class | median | sigma | min | max |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("intergenic", "exon", "intron"):
+        d = gen[name]
+        lines.append(f"| {name} | {d['median']:g} | {d['sigma']:g} | {d['min']} | {d['max']} |")
+    lines += [
+        "",
+        "## Claims",
+        "",
+        "| claim | statistic | estimate | 95% CI | threshold | rule | verdict |",
+        "| --- | --- | ---: | --- | ---: | --- | --- |",
+    ]
+    for c in report["claims"]:
+        ci = (f"[{_fmt(c['ci_low'], 4)}, {_fmt(c['ci_high'], 4)}]"
+              if c["ci_low"] is not None else "-")
+        lines.append(f"| {c['id']} | {c['statistic']} | {_fmt(c['estimate'], 4)} | {ci} | "
+                     f"{_fmt(c['threshold'], 4)} | {c['rule']} | **{c['verdict']}** |")
+    notes = [c for c in report["claims"] if c.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {c['id']}: {c['note']}" for c in notes]
+    lines += [
+        "",
+        "## Models on the test split",
+        "",
+        "| model | boundary F1 | boundary F1 tol2 | segment F1 | duration KL exon | "
+        "duration KL intron | pred. exon median | learned exon KL | learned exon median | "
+        "epochs | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in report["models"].items():
+        lk = (r.get("learned_kl") or {}).get("exon")
+        lines.append(
+            f"| {name} | {_fmt(r['boundary_f1'])} | {_fmt(r['boundary_f1_tol2'])} | "
+            f"{_fmt(r['segment_f1'])} | {_fmt(r['duration_kl']['exon'])} | "
+            f"{_fmt(r['duration_kl']['intron'])} | {_fmt(r['exon_median_pred'], 1)} "
+            f"(true {_fmt(r['exon_median_true'], 1)}) | {_fmt(lk)} | "
+            f"{_fmt(r.get('learned_exon_median'))} | {r['epochs']} | {_fmt(r['train_time_s'], 0)} |"
+        )
+    if report["plots"]:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{name}]({path})" for name, path in report["plots"].items()]
+    return "\n".join(lines) + "\n"
