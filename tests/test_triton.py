@@ -294,10 +294,14 @@ def test_no_recompile_for_new_lengths():
         except (AttributeError, TypeError, IndexError, KeyError):
             pytest.skip("this triton version keeps its kernel cache elsewhere")
 
+    runs = dict(semantics="runs", tail=torch.full((3,), -0.5, dtype=torch.float64, device=DEVICE),
+                censored=torch.tensor([[False, True], [True, False]], device=DEVICE))
     triton_backend.log_partition(*_case(2, 37, 5, 3, seed=0).args)
+    triton_backend.log_partition(*_case(2, 37, 5, 3, seed=0).args, **runs)
     before = compiled()
     for length in (41, 64, 100, 129):
         triton_backend.log_partition(*_case(2, length, 5, 3, seed=length).args)
+        triton_backend.log_partition(*_case(2, length, 5, 3, seed=length).args, **runs)
     assert compiled() == before
 
 

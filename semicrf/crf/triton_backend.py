@@ -52,7 +52,7 @@ def _kernels() -> ModuleType:
 SEMANTICS = ("segments", "runs")
 
 
-def _problem(model: streaming.Model64, block_k: int | None):
+def _problem(model: streaming.Model64, block_k: int | None) -> tuple[object, streaming.EdgeTerms]:
     """The kernels' Problem and the censored-edge terms of ``model``."""
     if not model.prefix.is_cuda and not _interpreting():
         raise ValueError(
@@ -79,8 +79,8 @@ def _problem(model: streaming.Model64, block_k: int | None):
         tail=model.tail.contiguous() if model.has_tail else None,
         first=None if edges.first is None else edges.first.contiguous(),
         last=None if edges.last is None else edges.last.contiguous(),
-        first_cut=model.censored_at(0) if edges.first is not None else None,
-        last_cut=model.censored_at(1) if edges.last is not None else None,
+        first_cut=model.censored_at(0),
+        last_cut=model.censored_at(1),
     )
     return problem, edges
 
@@ -110,7 +110,10 @@ class TritonBackend:
     over the batch with ``torch.sum`` (no atomics: bitwise deterministic). ``block_k``
     overrides the window chunk width (a power of two; tests exercise the chunked path).
     ``model.allowed`` (B, T, C) bool restricts segments (the gold partition). Window exponentials
-    run in float32 for float32 scores (``model.low_precision``).
+    run in float32 for float32 scores (``model.low_precision``). Runs semantics: the kernels
+    add the tail and censored-edge terms; log Z and the end masses where the last run is
+    censored, the best censored last run and the edge runs' duration / tail gradients are
+    computed here with the reference's functions.
     """
 
     block_k: int | None = None

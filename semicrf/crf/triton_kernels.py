@@ -19,6 +19,16 @@ costs O(K C + C^2). A step's store (gamma[t] or u[t]) is read by the next step t
 global memory, so a CTA barrier separates them, and the launches use ``num_stages=1``
 so that no software pipelining can hoist the next step's window load above it.
 
+Runs semantics (constexpr flags, so the segments kernels are unchanged): the transition
+arrives with its diagonal at NEG; ``HAS_TAIL`` (K < T) adds the O(C)-per-step tail
+recurrence of the reference (forward and Viterbi: runs longer than K ending at t; backward:
+starting at t, with the expected-excess recurrence for the tail gradient) as one more term
+of the step's log-sum-exp (or max); ``HAS_FIRST`` / ``HAS_LAST`` add a censored first /
+last run as one more per-position term read from the O(T C) arrays of
+``streaming.EdgeTerms``. The host (``triton_backend``) computes those arrays, log Z and the
+end masses where the last run is censored, and the edge runs' duration / tail gradients
+with the reference's functions. The tail recurrences are float64 for every input dtype.
+
 Precision: prefix sums, every stored quantity and every difference of large numbers
 (the max shifts, alpha + beta - log Z, ...) are float64. For float32 inputs (``F32_EXP``)
 the exponentials of max-shifted values (<= 0) in the log-sum-exps and in the
@@ -29,7 +39,8 @@ Like the reference, a large finite NEG stands for "impossible" and exp arguments
 clamped at -700.
 
 Gradients are computed without atomics: the backward sweep writes each sequence's
-position marginals and its transition/start posterior mass to per-sequence rows, the
+position marginals, its transition/start posterior mass and its tail masses to per-sequence
+rows, the
 duration-posterior kernel writes per-(sequence, label, length) sums, each accumulated in
 a fixed order; the host reduces over the batch with ``torch.sum``. Same inputs give
 bitwise-same gradients.
