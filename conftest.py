@@ -1,4 +1,4 @@
-"""Project-wide pytest configuration: markers, the validation options, GPU skipping."""
+"""Project-wide pytest configuration: markers, GPU skipping (validation options: the plugin)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("semicrf validation")
-    group.addoption(
-        "--validation-scale",
-        choices=("cpu", "full"),
-        default="cpu",
-        help="cpu: claims decided in under an hour on 2 cores; full: the spec's defaults (GPU).",
-    )
-    group.addoption(
-        "--validation-rebuild",
-        action="store_true",
-        help="Ignore cached validation experiments and train again.",
-    )
-    group.addoption(
-        "--generator-config",
-        default=None,
-        help="JSON generator config (as `semicrf generate --config`) for the validation data.",
-    )
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """The validation options live in the package's pytest plugin (``semicrf.pytest_plugin``,
+    entry point ``pytest11``); added here only if an outdated install lacks the entry point."""
+    if not pluginmanager.has_plugin("semicrf"):
+        from semicrf.pytest_plugin import add_options
+
+        add_options(parser)
 
 
 def _asked_for(config: pytest.Config, marker: str) -> bool:

@@ -324,11 +324,31 @@ def per_sequence_length_histograms(labels: LabelArrays, num_classes: int,
     """(S, C, K) counts of segment lengths 1..K per sequence and class, lengths above K in
     bin K: summed over sequences, the histograms of :func:`evaluate`'s ``duration_kl``
     (per-sequence rows are what :mod:`semicrf.stats` resamples)."""
+    return _per_sequence_histograms(labels, num_classes, max_duration,
+                                    lambda length: np.minimum(length, max_duration) - 1)
+
+
+def per_sequence_log_histograms(labels: LabelArrays, num_classes: int,
+                                edges: np.ndarray) -> np.ndarray:
+    """(S, C, len(edges) - 1) counts of segment lengths per sequence and class in the
+    log-spaced bins ``[edges[i], edges[i+1])`` of :func:`log_length_edges` (no clamping):
+    summed over sequences, the histograms of ``duration_kl_log`` when ``edges`` is
+    ``log_length_edges(longest sequence)``."""
+    edges = np.asarray(edges, dtype=np.int64)
+    return _per_sequence_histograms(labels, num_classes, edges.size - 1,
+                                    lambda length: np.searchsorted(edges, length, side="right") - 1)
+
+
+def _per_sequence_histograms(labels: LabelArrays, num_classes: int, bins: int,
+                             bin_of: Any) -> np.ndarray:
     flat = _flatten(labels, labels, num_classes)
     s, e, lab = runs(flat.true, flat.offsets)
     seq = np.searchsorted(flat.offsets, s, side="right") - 1
-    out = np.zeros((flat.num_sequences, num_classes, max_duration), dtype=np.int64)
-    np.add.at(out, (seq, lab, np.minimum(e - s, max_duration) - 1), 1)
+    idx = bin_of(e - s)
+    if idx.size and (idx.min() < 0 or idx.max() >= bins):
+        raise ValueError(f"segment lengths outside the {bins} histogram bins")
+    out = np.zeros((flat.num_sequences, num_classes, bins), dtype=np.int64)
+    np.add.at(out, (seq, lab, idx), 1)
     return out
 
 

@@ -11,7 +11,8 @@ are instances of it. :func:`run_benchmark` writes into ``output_dir``::
     training_curves.png          loss and validation metric per epoch
     checkpoints/{model}_best.pt  best validation boundary F1
     checkpoints/{model}_last.pt  end of the last finished epoch (for --resume)
-    predictions/{model}.npz      decoded test labels (see :func:`load_predictions`)
+    predictions/{model}.npz      decoded test labels (``decoder``; see :func:`load_predictions`)
+    predictions/{model}.{d}.npz  the same with the other decoder d
 
 Every file is written atomically (:mod:`semicrf.atomic_io`). A non-empty ``output_dir`` is
 refused unless ``resume`` (continue the run there) or ``overwrite`` (delete this pipeline's
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from semicrf.atomic_io import save_npz, write_json
+from semicrf.crf.head import DECODERS, DURATION_FORMS
 from semicrf.data import FEATURE_KINDS, GeneratorConfig, load_split, read_meta, true_duration_pmf
 from semicrf.data.features import feature_dim
 from semicrf.distributed import Group, start, stop
@@ -86,6 +88,10 @@ class RunConfig:
                          "Mamba; bilstm a bidirectional LSTM.", choices=ENCODER_NAMES)
     features: str = _flag("onehot", "Input features.", choices=FEATURE_KINDS)
     max_duration: int = _flag(1000, "Max segment duration K.")
+    duration_form: str = _flag("table", "semicrf's duration scores: a free (K, C) table or smooth "
+                               "(Gaussian bumps in log-length).", choices=DURATION_FORMS)
+    decoder: str = _flag("viterbi", "Decoder of metrics.json's `metrics` and predictions/{model}.npz "
+                         "(the other one is reported beside it).", choices=DECODERS)
     hidden_dim: int = _flag(256, "Encoder hidden dimension.")
     num_layers: int = _flag(4, "Encoder layers.")
     batch_size: int = _flag(16, "Sequences per batch and process (N processes: global batch N * this).")
@@ -162,7 +168,7 @@ class RunConfig:
             batch_size=self.batch_size, lr=self.lr, epochs=self.epochs,
             weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             warmup_fraction=self.warmup_fraction, crf_backend=self.crf_backend(),
-            log_every=self.log_every, seed=self.seed,
+            log_every=self.log_every, seed=self.seed, duration_form=self.duration_form,
         )
 
 
@@ -326,12 +332,23 @@ def _train_and_evaluate(cfg: RunConfig, name: str, num_classes: int, splits: dic
                          device=device, resume=cfg.resume, progress=progress, group=group)
     if not group.is_main:
         return None
-    started = time.perf_counter()
-    preds, test_loss = predict(result.model, splits["test"], tcfg, device)
-    infer_time = time.perf_counter() - started
     true_labels = [r.labels for r in splits["test"]]
+    started = time.perf_counter()
+    preds, test_loss = predict(result.model, splits["test"], tcfg, device, decoder=cfg.decoder)
+    infer_time = time.perf_counter() - started
+    others: dict[str, Any] = {}
+    for decoder in DECODERS:
+        if decoder == cfg.decoder:
+            continue
+        # positions are independent in softmax: every decoder gives its argmax
+        other = preds if name == "softmax" else predict(result.model, splits["test"], tcfg, device,
+                                                        decoder=decoder)[0]
+        others[decoder] = evaluate(other, true_labels, num_classes, cfg.max_duration)
+        save_predictions(out / "predictions" / f"{name}.{decoder}.npz", other)
     entry: dict[str, Any] = {
         "metrics": evaluate(preds, true_labels, num_classes, cfg.max_duration),
+        "decoder": cfg.decoder,
+        "metrics_other_decoders": others,
         "test_loss": test_loss,
         "train_time_s": result.train_time_s,
         "inference_seq_per_s": len(preds) / infer_time,

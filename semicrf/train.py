@@ -76,6 +76,7 @@ class TrainConfig:
     crf_backend: str
     log_every: int
     seed: int
+    duration_form: str = "table"
 
     def build(self) -> SegmentationModel:
         torch.manual_seed(self.seed)  # the same initial encoder for every model
@@ -83,6 +84,7 @@ class TrainConfig:
             self.model, input_dim=self.input_dim, num_labels=self.num_labels,
             encoder=self.encoder, hidden_dim=self.hidden_dim, num_layers=self.num_layers,
             max_duration=self.max_duration, crf_backend=self.crf_backend,
+            duration_form=self.duration_form,
         )
 
 
@@ -158,13 +160,14 @@ class TrainingLoss(nn.Module):
 
 @torch.no_grad()
 def predict(model: SegmentationModel, records: Sequence[SequenceRecord], cfg: TrainConfig,
-            device: torch.device) -> tuple[list[np.ndarray], float]:
-    """Decoded labels per record (np.int64 arrays) and the mean validation loss."""
+            device: torch.device, decoder: str = "viterbi") -> tuple[list[np.ndarray], float]:
+    """Decoded labels per record (np.int64 arrays, ``decoder`` of
+    :data:`semicrf.crf.head.DECODERS`) and the mean loss (NLL per position) over batches."""
     model.eval()
     preds, losses = [], []
     for batch in make_loader(records, cfg, shuffle_epoch=None):
         feats, labels, lengths = (batch[k].to(device) for k in ("features", "labels", "lengths"))
-        loss, decoded = model.loss_and_decode(feats, lengths, labels)  # the one evaluation call
+        loss, decoded = model.loss_and_decode(feats, lengths, labels, decoder=decoder)
         losses.append(loss.item())
         decoded = decoded.cpu().numpy()
         preds.extend(decoded[b, : int(n)] for b, n in enumerate(lengths.tolist()))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from semicrf import metrics
-from semicrf.stats import paired_bootstrap
+from semicrf.stats import INTERVALS, bootstrap, paired_bootstrap
 
 
 def mean_metric(preds, trues) -> float:
@@ -116,3 +116,66 @@ def test_bad_arguments():
         paired_bootstrap(mean_metric, z, z, z, n_boot=0)
     with pytest.raises(ValueError, match="alpha"):
         paired_bootstrap(mean_metric, z, z, z, alpha=1.0)
+
+
+# ---- interval kinds: basic and BCa (semicrf.stats.bootstrap) -------------------------------
+
+
+def test_interval_kinds_agree_on_a_symmetric_unbiased_statistic():
+    rng = np.random.default_rng(11)
+    x = rng.normal(1.0, 1.0, size=300)
+    out = {k: bootstrap(lambda a: float(a.mean()), x, n_boot=2000, seed=2, interval=k)
+           for k in INTERVALS}
+    se = x.std() / np.sqrt(x.size)
+    for res in out.values():
+        assert res["estimate"] == pytest.approx(x.mean())
+        assert res["ci_low"] == pytest.approx(x.mean() - 1.96 * se, abs=0.2 * se)
+        assert res["ci_high"] == pytest.approx(x.mean() + 1.96 * se, abs=0.2 * se)
+    # basic is the percentile interval reflected about the estimate
+    p, b = out["percentile"], out["basic"]
+    assert b["ci_low"] == pytest.approx(2 * p["estimate"] - p["ci_high"])
+    assert b["ci_high"] == pytest.approx(2 * p["estimate"] - p["ci_low"])
+
+
+def test_basic_interval_covers_the_true_kl_of_sparse_histograms():
+    """Run 2's failure mode: a plug-in KL of sparse per-sequence histograms is biased upward
+    (resampled histograms are lumpier), so its percentile interval misses the true KL (and
+    can exclude its own estimate). The basic interval removes that bias; BCa does not here
+    (its bias correction saturates). Known answer: KL(p || q) of the generating pmfs."""
+    bins = 40
+    grid = np.arange(bins)
+    p = np.exp(-0.5 * ((grid - 20) / 6.0) ** 2)
+    q = np.exp(-0.5 * ((grid - 23) / 6.0) ** 2)
+    p, q = p / p.sum(), q / q.sum()
+    truth = metrics.kl_divergence(p, q)
+    covered = dict.fromkeys(INTERVALS, 0)
+    for rep in range(10):
+        rng = np.random.default_rng(100 + rep)
+        true, pred = rng.multinomial(6, p, size=150), rng.multinomial(6, q, size=150)
+        for kind in INTERVALS:
+            res = bootstrap(metrics.pooled_kl, pred, true, n_boot=200, seed=rep, interval=kind)
+            covered[kind] += res["ci_low"] <= truth <= res["ci_high"]
+            if kind == "basic":
+                assert res["bias"] > 0
+    assert covered["basic"] >= 8 and covered["percentile"] <= 2, covered
+
+
+def test_bca_of_a_skewed_statistic_moves_right():
+    # exp(mean) of a normal sample is right-skewed: BCa's upper end lies further from the
+    # estimate than its lower end, as the exact interval does
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.0, 1.0, size=60)
+    res = bootstrap(lambda a: float(np.exp(3 * a.mean())), x, n_boot=2000, seed=4, interval="bca")
+    assert res["ci_high"] - res["estimate"] > res["estimate"] - res["ci_low"] > 0
+
+
+def test_bca_degenerate_and_bad_input():
+    z = np.ones(20)
+    res = bootstrap(lambda a: float(a.mean()), z, n_boot=50, interval="bca")
+    assert res["ci_low"] == res["ci_high"] == 1.0
+    with pytest.raises(ValueError, match="interval must be one of"):
+        bootstrap(lambda a: float(a.mean()), z, interval="studentized")
+    with pytest.raises(ValueError, match="equal length"):
+        bootstrap(lambda a, b: 0.0, z, z[:3])
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap(lambda: 0.0)

@@ -17,9 +17,12 @@ from semicrf.data import GeneratorConfig
 from semicrf.metrics import (
     boundary_match_counts,
     evaluate,
+    log_length_edges,
     per_sequence_length_histograms,
+    per_sequence_log_histograms,
     pooled_kl,
 )
+from semicrf.report import load_results
 from semicrf.stats import bootstrap, paired_bootstrap
 
 TINY = v.Scale(
@@ -45,6 +48,16 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     assert list(result.shifted_payload["models"]) == ["semicrf"]
     assert len(result.true_labels) == TINY.num_test
     assert all(len(p) == TINY.seq_length for p in result.predictions["semicrf"])
+    # both decoders for every model, the ablated semicrf (Viterbi) and the probes
+    assert set(result.decoded) == {"viterbi", "posterior"}
+    assert set(result.decoded["posterior"]) == set(v.MODEL_NAMES)
+    assert set(result.predictions) == {*v.MODEL_NAMES, v.ABLATED_MODEL}
+    for probe in (result.probe, result.shifted_probe):
+        post = np.asarray(probe["posterior_durations"])
+        assert post.shape == (TINY.max_duration, 3) and (post >= 0).all() and post.sum() > 0
+    entry = result.payload["models"]["semicrf"]
+    assert entry["decoder"] == "viterbi" and set(entry["metrics_other_decoders"]) == {"posterior"}
+    assert entry["test_loss"] > 0
 
     claims = v.decide_claims(result, n_boot=50, check_triton=False)
     assert [c.id for c in claims] == v.claim_ids()
@@ -55,17 +68,21 @@ def test_tiny_experiment_claims_and_report(tiny_run):
         assert by_id[f"stable_{model}"].estimate == pytest.approx(1.0)
     assert by_id["triton_matches_reference"].passed is None
     # The full-sample estimate of a KL claim equals evaluate()'s duration_kl.
-    kl = result.payload["models"]["semicrf"]["metrics"]["duration_kl"]["exon"]
+    kl = result.payload["models"]["semicrf"]["metrics"]["duration_kl_log"]["exon"]
     assert by_id["duration_kl_exon_absolute"].estimate == pytest.approx(kl, abs=1e-12)
 
     paths = v.write_report(result, claims, command="pytest -m fast", session_wall_s=1.5,
-                           results_root=root)
+                           results_root=root, n_boot=50)
     report = json.loads(paths["json"].read_text())
     for key in ("date", "command", "machine", "experiment_wall_s", "experiment", "thresholds",
                 "claims", "summary", "models", "plots", "key", "results_dir"):
         assert key in report, key
     assert report["experiment_wall_s"] > 0
     assert sum(report["summary"].values()) == len(v.claim_ids())
+    assert [c["id"] for c in report["posterior_decoder"]] == v.decoded_claim_ids("@posterior")
+    row = report["models"]["semicrf"]
+    assert row["test_loss"] > 0 and "val_loss_last_epoch_rel_change" in row
+    assert row["posterior"]["boundary_f1"] is not None
     for claim in report["claims"]:
         assert {"id", "statistic", "estimate", "ci_low", "ci_high", "threshold", "rule",
                 "verdict"} <= set(claim)
@@ -107,20 +124,38 @@ def test_experiment_key_covers_the_config():
         v.build_experiment("medium")
 
 
+def test_cpu_scale_is_the_spec_ground_truth_unscaled():
+    cpu = v.build_experiment("cpu")
+    assert cpu.generator == GeneratorConfig().to_dict()
+    d = GeneratorConfig.from_dict(cpu.generator).durations
+    assert {n: (d[n].median, d[n].min, d[n].max) for n in ("intergenic", "exon", "intron")} == {
+        "intergenic": (5000, 500, 20000), "exon": (150, 30, 500), "intron": (3000, 100, 10000)}
+    assert (v.SCALES["cpu"].seq_length, v.SCALES["cpu"].max_duration) == (10000, 1000)
+    assert v.SCALES["cpu"].run.decoder == "viterbi" and v.SCALES["cpu"].run.device == "cpu"
+    shifted = GeneratorConfig.from_dict(cpu.shifted_generator).durations["exon"]
+    assert (shifted.median, shifted.min, shifted.max) == (300, 60, 1000)
+
+
+def test_scales_and_plugin_agree():
+    from semicrf.pytest_plugin import SCALE_NAMES
+
+    assert tuple(v.SCALES) == SCALE_NAMES
+
+
 def test_scaled_ground_truth_and_changed_ground_truth():
-    cpu = GeneratorConfig.from_dict(v.build_experiment("cpu").generator)
+    cpu = GeneratorConfig.from_dict(v.build_experiment("smoke").generator)
     d = {n: (cpu.durations[n].median, cpu.durations[n].min, cpu.durations[n].max)
          for n in ("intergenic", "exon", "intron")}
     assert d == {"intergenic": (500, 50, 2000), "exon": (15, 3, 50), "intron": (300, 10, 1000)}
     assert cpu.durations["exon"].sigma == GeneratorConfig().durations["exon"].sigma
-    assert (v.SCALES["cpu"].seq_length, v.SCALES["cpu"].max_duration) == (2000, 100)
+    assert (v.SCALES["smoke"].seq_length, v.SCALES["smoke"].max_duration) == (2000, 100)
     assert (v.SCALES["full"].seq_length, v.SCALES["full"].max_duration) == (20000, 1000)
     full = v.build_experiment("full")
     assert full.generator == GeneratorConfig().to_dict()
-    shifted = GeneratorConfig.from_dict(v.build_experiment("cpu").shifted_generator).durations["exon"]
+    shifted = GeneratorConfig.from_dict(v.build_experiment("smoke").shifted_generator).durations["exon"]
     assert (shifted.median, shifted.min, shifted.max) == (30, 6, 100)
     # Overrides are applied to the spec's ground truth, then scaled.
-    other = v.build_experiment("cpu", {"durations": {"exon": {"median": 200.0}}, "signal": 0.2})
+    other = v.build_experiment("smoke", {"durations": {"exon": {"median": 200.0}}, "signal": 0.2})
     assert other.generator["durations"]["exon"]["median"] == 20.0
     assert other.generator["signal"] == 0.2
 
@@ -137,9 +172,10 @@ def test_read_generator_overrides(tmp_path):
         v.read_generator_overrides(tmp_path / "missing.json")
 
 
-def test_thresholds_are_the_spec_midpoints():
-    assert v.KL_THRESHOLDS == pytest.approx({"exon": 1.05, "intron": 1.5})
+def test_thresholds_are_the_spec_low_values():
+    assert v.KL_THRESHOLDS == pytest.approx({"exon": 0.3, "intron": 0.5})
     assert v.LEARNED_KL_THRESHOLD == 0.3 and v.MEDIAN_REL_TOLERANCE == 0.25
+    assert v.KL_INTERVAL == "basic" and v.CLAIM_DECODER == "viterbi"
 
 
 # ---- statistics on synthetic inputs with known answers ------------------------------------
@@ -193,6 +229,13 @@ def test_duration_histograms_reproduce_evaluate():
     expected = evaluate(pred, true, 3, k)["duration_kl"]
     for c, name in enumerate(("intergenic", "exon", "intron")):
         assert pooled_kl(hp[:, c], ht[:, c]) == pytest.approx(expected[name], abs=1e-12)
+    # the claims' statistic: log-spaced bins reproduce duration_kl_log
+    edges = log_length_edges(300)
+    lt, lp = per_sequence_log_histograms(true, 3, edges), per_sequence_log_histograms(pred, 3, edges)
+    expected = evaluate(pred, true, 3, k)["duration_kl_log"]
+    for c, name in enumerate(("intergenic", "exon", "intron")):
+        assert pooled_kl(lp[:, c], lt[:, c]) == pytest.approx(expected[name], abs=1e-12)
+    assert lt.sum() == ht.sum()  # every segment counted once
 
 
 def test_duration_claims_known_answers():
@@ -217,20 +260,61 @@ def test_discrete_median():
     assert v.discrete_median(np.array([0, 0, 3.0, 1.0])) == 3  # unnormalised is renormalised
 
 
-def test_learned_pmf_claims_known_answers():
-    cfg = GeneratorConfig.from_dict(v.build_experiment("cpu").generator)
+def test_learned_claims_known_answers():
+    cfg = GeneratorConfig.from_dict(v.build_experiment("smoke").generator)
     from semicrf.pipeline import true_pmf_table
 
     truth = true_pmf_table(cfg, 3, 100)
-    kl, median = v.learned_pmf_claims(truth / truth.sum(0), truth)
-    assert kl.estimate == pytest.approx(0, abs=1e-9) and kl.passed and median.passed
-    assert median.details["true_median"] == 15
+    kl = v.learned_table_claim(truth / truth.sum(0), truth)
+    assert kl.estimate == pytest.approx(0, abs=1e-9) and kl.passed
     uniform = np.full_like(truth, 0.01)
-    kl, median = v.learned_pmf_claims(uniform, truth)
-    assert not kl.passed and not median.passed and median.details["learned_median"] == 50
-    shifted = true_pmf_table(GeneratorConfig.from_dict(v.build_experiment("cpu").shifted_generator), 3, 100)
-    (only,) = v.learned_pmf_claims(truth, shifted, prefix="shifted_", with_kl=False)
+    assert not v.learned_table_claim(uniform, truth).passed
+    # posterior durations: expected counts (any scale) of complete runs per length
+    median = v.posterior_median_claim(37.0 * truth, truth)
+    assert median.passed and median.estimate == 0 and median.details["true_median"] == 15
+    bad = v.posterior_median_claim(uniform, truth)
+    assert not bad.passed and bad.details["learned_median"] == 50
+    shifted = true_pmf_table(GeneratorConfig.from_dict(v.build_experiment("smoke").shifted_generator),
+                             3, 100)
+    only = v.posterior_median_claim(truth, shifted, prefix="shifted_")
     assert only.id == "shifted_learned_exon_median" and only.passed is False
+    assert v.posterior_median_claim(shifted, shifted, prefix="shifted_").passed
+
+
+def test_ablation_claim_and_ablated_model():
+    rng = np.random.default_rng(0)
+    true = _labels(rng)
+    perfect = boundary_match_counts(true, true, 3)
+    shifted = boundary_match_counts([np.roll(t, 1) for t in true], true, 3)
+    claim = v.ablation_claim(perfect, shifted, n_boot=100)
+    assert claim.id == "ablation_boundary_f1_drop" and claim.passed
+    assert not v.ablation_claim(perfect, perfect, n_boot=100).passed
+    # the ablated model keeps encoder, emissions, transitions and start; durations are zero
+    import torch
+
+    from semicrf.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("semicrf", input_dim=4, num_labels=3, encoder="bilstm", hidden_dim=4,
+                        num_layers=1, max_duration=6, crf_backend="reference")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_()
+    ablated = v.ablate_durations(model)
+    assert ablated.encoder is model.encoder
+    assert torch.equal(ablated.head.transition, model.head.transition)
+    assert torch.equal(ablated.head.start, model.head.start)
+    assert torch.equal(ablated.head.projection.weight, model.head.projection.weight)
+    assert not ablated.head.duration_scores().any() and not ablated.head.tail().any()
+    uniform = build_model("semicrf_uniform", input_dim=4, num_labels=3, encoder="bilstm",
+                          hidden_dim=4, num_layers=1, max_duration=6, crf_backend="reference")
+    uniform.load_state_dict(ablated.state_dict())  # exactly the uniform model's parameters
+    x = torch.randn(2, 9, 4)
+    lengths = torch.tensor([9, 7])
+    assert torch.equal(ablated.decode(x, lengths), uniform.decode(x, lengths))
+    assert model.head.duration_scores().abs().sum() > 0  # the original is untouched
+    with pytest.raises(ValueError, match="no learned duration"):
+        v.ablate_durations(uniform)
 
 
 def test_stability_claim_known_answers():
@@ -256,16 +340,65 @@ def test_triton_claim_known_answers():
 
 def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
     root, experiment, result = tiny_run
-    sweep = v.signal_sweep(TINY, [0.5, 0.3], root)
+    sweep = v.signal_sweep(TINY, [0.5, 0.3], root, n_boot=50)
     first, second = sweep["rows"]
     assert first["results_dir"] == str(result.root)  # signal 0.5 is the main experiment
     assert second["results_dir"] != str(result.root)
-    assert set(v.load_results(second["results_dir"] + "/run")["models"]) == set(v.SWEEP_MODELS)
+    assert set(load_results(second["results_dir"] + "/run")["models"]) == set(v.SWEEP_MODELS)
     for row in sweep["rows"]:
-        gain = row["boundary_f1_gain"]
-        expected = row["semicrf"]["boundary_f1"] - row["semicrf_uniform"]["boundary_f1"]
-        assert gain["estimate"] == pytest.approx(expected)
-        assert gain["ci_low"] <= gain["ci_high"]
+        for b in ("semicrf_uniform", "linear"):
+            gain = row[f"boundary_f1_gain_vs_{b}"]
+            expected = row["semicrf"]["boundary_f1"] - row[b]["boundary_f1"]
+            assert gain["estimate"] == pytest.approx(expected)
+            assert gain["ci_low"] <= gain["ci_high"]
+            kl = row[f"exon_kl_reduction_vs_{b}"]
+            assert kl["estimate"] == pytest.approx(
+                row[b]["duration_kl_log"]["exon"] - row["semicrf"]["duration_kl_log"]["exon"], abs=1e-9)
+        assert row["ablation_boundary_f1_drop"]["ci_low"] <= row["ablation_boundary_f1_drop"]["ci_high"]
     text = (root / "signal_sweep_tiny.md").read_text()
     assert "| 0.5 |" in text and "| 0.3 |" in text
     assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][1]["signal"] == 0.3
+    assert (root / "signal_sweep_tiny.png").stat().st_size > 1000
+
+
+def test_sweep_cli_errors_exit_2(tmp_path, capsys):
+    from semicrf.validation.sweep import main
+
+    assert main(["--signals", "1.5", "--results-root", str(tmp_path)]) == 2
+    assert "--signals" in capsys.readouterr().err
+    assert main(["--generator-config", str(tmp_path / "missing.json"),
+                 "--results-root", str(tmp_path)]) == 2
+
+
+def test_pytest_plugin_options_with_a_file_outside_the_repo(tmp_path):
+    """`--generator-config /abs/path` (space form) outside the repo reaches the fixture."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "elsewhere" / "truth.json"
+    config.parent.mkdir()
+    config.write_text("{}")
+    (tmp_path / "test_dummy.py").write_text(
+        "def test_options(request):\n"
+        f"    assert request.config.getoption('--generator-config') == {str(config)!r}\n"
+        "    assert request.config.getoption('--validation-scale') == 'smoke'\n")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_dummy.py",
+            "--generator-config", str(config), "--validation-scale", "smoke"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bad = subprocess.run(args[:-1] + ["medium"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 4 and "invalid choice" in bad.stderr
+
+
+def test_run_config_decoder_and_duration_form():
+    from semicrf.pipeline import RunConfig
+
+    cfg = RunConfig(data_dir="d", output_dir="o", encoder="bilstm", hidden_dim=4, num_layers=1,
+                    duration_form="smooth", decoder="posterior")
+    cfg.validate()
+    model = cfg.train_config("semicrf", 3).build()
+    assert model.head.duration_form == "smooth"
+    for bad in ({"decoder": "greedy"}, {"duration_form": "spline"}):
+        with pytest.raises(ValueError, match="--decoder|--duration-form"):
+            RunConfig(data_dir="d", output_dir="o", **bad).validate()

@@ -1,8 +1,9 @@
 """The validation suite's session fixture: one experiment per pytest run, cached on disk.
 
-Options (registered in the root ``conftest.py``): ``--validation-scale cpu|full``,
-``--validation-rebuild``, ``--generator-config FILE``. The experiment, the claims and the
-report are defined in :mod:`semicrf.validation`; the tests here only assert verdicts.
+Options (registered by the package's pytest plugin, :mod:`semicrf.pytest_plugin`):
+``--validation-scale cpu|smoke|full``, ``--validation-rebuild``, ``--generator-config FILE``.
+The experiment, the claims and the report are defined in :mod:`semicrf.validation`; the
+tests here only assert verdicts.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ One experiment per scale and ground truth:
 2. train the four models with :func:`semicrf.pipeline.run_benchmark` and evaluate them on
    the test split,
 3. generate a second data set whose exon lengths are doubled and train only ``semicrf`` on
-   it (does the learned duration model follow the ground truth?).
+   it (does the learned duration model follow the ground truth?),
+4. probe each trained ``semicrf`` on its test split (:func:`probe_semicrf`): its posterior
+   run lengths (the tilt-free view of its length model on data) and its Viterbi labels
+   with the duration model replaced by the uniform one (the causal ablation).
 
-Steps 1-3 are cached on disk under ``<results_root>/<scale>-<hash>/``, the hash covering
+Steps 1-4 are cached on disk under ``<results_root>/<scale>-<hash>/``, the hash covering
 everything that defines them (:meth:`Experiment.key`); a ``complete.json`` marker says they
 finished, and an interrupted run is resumed from its checkpoints, never trusted. The claims
 (:mod:`semicrf.validation.claims`) and the report (:mod:`semicrf.validation.report`) are
@@ -30,24 +33,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from semicrf.atomic_io import write_json
+from semicrf.crf.head import DECODERS, SemiCRFHead
 from semicrf.data import GeneratorConfig, generate_dataset, load_split
 from semicrf.environment import git_state, machine_info
-from semicrf.models import MODEL_NAMES
-from semicrf.pipeline import RunConfig, load_predictions, run_benchmark
+from semicrf.models import MODEL_NAMES, SegmentationModel
+from semicrf.pipeline import RunConfig, load_predictions, run_benchmark, save_predictions, torch_threads
 from semicrf.report import load_results, to_jsonable
-from semicrf.train import ProgressFactory, no_progress
+from semicrf.train import ProgressFactory, TrainConfig, load_checkpoint, make_loader, no_progress
 
 log = logging.getLogger(__name__)
 
 #: Bump when the experiment protocol changes, so that old caches are not reused.
-EXPERIMENT_VERSION = 1
+EXPERIMENT_VERSION = 2
 NUM_CLASSES = 3
 #: Name of the semicrf model trained on the shifted ground truth, in claims and reports.
 SHIFTED_MODEL = "semicrf@shifted"
 #: The changed ground truth multiplies the exon median, min and max by this.
 SHIFT_EXON_FACTOR = 2.0
+#: The semicrf decoded with its duration model replaced by the uniform one (the ablation).
+ABLATED_MODEL = "semicrf_ablated"
+PROBE_FILENAME = "probe.json"
 
 
 
@@ -81,11 +89,20 @@ def scale_run(**settings: Any) -> RunConfig:
     return RunConfig(data_dir="", output_dir="", **settings)
 
 
-#: ``cpu``: the spec scaled down by 10 in every length (docs/validation.md argues the sizes);
+#: ``cpu`` (default): the spec's generating distributions unscaled, K = 1000, T = 10 kb (the
+#: spec's "fast" length), sized to finish in under an hour on 2 cores (docs/validation.md);
+#: ``smoke``: the earlier CPU scale, every length divided by 10 (T = 2000, K = 100);
 #: ``full``: the spec's defaults, for a GPU.
 SCALES: dict[str, Scale] = {
     "cpu": Scale(
-        name="cpu", length_factor=10, num_train=256, num_val=48, num_test=200,
+        name="cpu", length_factor=1, num_train=96, num_val=16, num_test=100,
+        spec_seq_length=10000,
+        run=scale_run(encoder="bilstm", max_duration=1000, hidden_dim=32, num_layers=1,
+                      batch_size=8, lr=2e-2, epochs=5, duration_form="smooth", device="cpu",
+                      threads="1"),
+    ),
+    "smoke": Scale(
+        name="smoke", length_factor=10, num_train=256, num_val=48, num_test=200,
         run=scale_run(encoder="bilstm", max_duration=100, hidden_dim=32, num_layers=1,
                       batch_size=16, lr=1e-2, epochs=40, device="cpu", threads="1"),
     ),
@@ -196,11 +213,20 @@ class ExperimentResult:
     experiment: Experiment
     root: Path
     payload: dict[str, Any]  # metrics.json of the four-model run
-    predictions: dict[str, list[np.ndarray]]  # model -> decoded test labels per sequence
+    #: decoder -> model -> decoded test labels per sequence; "viterbi" also holds
+    #: :data:`ABLATED_MODEL`
+    decoded: dict[str, dict[str, list[np.ndarray]]]
     true_labels: list[np.ndarray]
     shifted_payload: dict[str, Any] | None
     timing: dict[str, Any]
+    probe: dict[str, Any]  # probe.json of the main run (:func:`probe_semicrf`)
+    shifted_probe: dict[str, Any] | None
     from_cache: bool = False
+
+    @property
+    def predictions(self) -> dict[str, list[np.ndarray]]:
+        """The Viterbi labels (the pre-registered decoder) of every model."""
+        return self.decoded["viterbi"]
 
     @property
     def run_dir(self) -> Path:
@@ -217,6 +243,55 @@ def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
         config=generator,
     )
     return path
+
+
+def ablate_durations(model: SegmentationModel) -> SegmentationModel:
+    """The trained ``model`` with its duration scores and tail replaced by zeros: the same
+    encoder, emission projection, transitions and start, scored by the uniform model's
+    (geometric) length model (``SemiCRFHead(duration="uniform")``, no censoring)."""
+    head = model.head
+    if not isinstance(head, SemiCRFHead) or not head.learned:
+        raise ValueError(f"model {model.name!r} has no learned duration model to ablate")
+    uniform = SemiCRFHead(head.projection.in_features, head.num_labels, head.max_duration,
+                          duration="uniform", backend=head.backend, semantics=head.semantics)
+    uniform.load_state_dict({k: v for k, v in head.state_dict().items()
+                             if k.startswith(("projection.", "transition", "start"))}, strict=False)
+    return SegmentationModel(ABLATED_MODEL, model.encoder, uniform.to(head.start.device)).eval()
+
+
+@torch.no_grad()
+def probe_semicrf(run_dir: Path, data_dir: Path, num_threads: int = 1) -> dict[str, Any]:
+    """Probe the best ``semicrf`` checkpoint of ``run_dir`` on the test split of ``data_dir``.
+
+    Writes ``predictions/semicrf_ablated.npz`` (Viterbi labels of :func:`ablate_durations`)
+    and returns (and writes as ``probe.json``) ``posterior_durations``: the expected number
+    of complete runs of each length 1..K and label, (K, C), summed over the test sequences
+    (:meth:`SemiCRFHead.posterior_durations`, the model's own length distribution on data).
+    """
+    path = run_dir / PROBE_FILENAME
+    if path.is_file() and (run_dir / "predictions" / f"{ABLATED_MODEL}.npz").is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    records = load_split(data_dir, "test")
+    state = torch.load(run_dir / "checkpoints" / "semicrf_best.pt", map_location="cpu",
+                       weights_only=False)
+    cfg = TrainConfig(**state["config"])
+    started = time.perf_counter()
+    with torch_threads(num_threads):
+        model = load_checkpoint(run_dir / "checkpoints" / "semicrf_best.pt").eval()
+        ablated = ablate_durations(model)
+        total = torch.zeros(cfg.max_duration, cfg.num_labels, dtype=torch.float64)
+        preds: list[np.ndarray] = []
+        for batch in make_loader(records, cfg, shuffle_epoch=None):
+            feats, lengths = batch["features"], batch["lengths"]
+            hidden = model.encoder(feats, lengths)
+            total += model.head.posterior_durations(hidden, lengths).double().sum(0)
+            labels, _ = ablated.head.decode(hidden, lengths)
+            preds.extend(labels[b, : int(n)].numpy() for b, n in enumerate(lengths.tolist()))
+    save_predictions(run_dir / "predictions" / f"{ABLATED_MODEL}.npz", preds)
+    probe = {"posterior_durations": total.numpy().tolist(), "checkpoint_epoch": state.get("best_epoch"),
+             "time_s": time.perf_counter() - started}
+    write_json(path, probe)
+    return probe
 
 
 def run_config(scale: Scale, data_dir: Path, output_dir: Path,
@@ -264,11 +339,16 @@ def run_experiment(
     started = time.perf_counter()
     run_benchmark(run_config(scale, data, root / "run", experiment.models), progress=progress)
     _add_time(root, "train_four_models", time.perf_counter() - started)
+    if "semicrf" in experiment.models:
+        started = time.perf_counter()
+        probe_semicrf(root / "run", data, scale.run.num_threads())
+        _add_time(root, "probe_semicrf", time.perf_counter() - started)
     if experiment.shifted_generator is not None:
         started = time.perf_counter()
         shifted = _ensure_data(root / "shifted" / "data", experiment.shifted_generator, scale)
         run_benchmark(run_config(scale, shifted, root / "shifted" / "run", ("semicrf",)),
                       progress=progress)
+        probe_semicrf(root / "shifted" / "run", shifted, scale.run.num_threads())
         _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
     timing = json.loads((root / "timing.json").read_text())
     write_json(marker, to_jsonable({
@@ -285,16 +365,23 @@ def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> 
     missing = [m for m in experiment.models if m not in payload["models"]]
     if missing:
         raise ValueError(f"{root / 'run'} lacks models {missing}: the run did not complete")
-    predictions = {m: load_predictions(root / "run" / "predictions" / f"{m}.npz")
-                   for m in experiment.models}
+    primary = experiment.scale.run.decoder
+    folder = root / "run" / "predictions"
+    decoded = {d: {m: load_predictions(folder / (f"{m}.npz" if d == primary else f"{m}.{d}.npz"))
+                   for m in experiment.models} for d in DECODERS}
+    probe: dict[str, Any] = {}
+    if "semicrf" in experiment.models:
+        decoded["viterbi"][ABLATED_MODEL] = load_predictions(folder / f"{ABLATED_MODEL}.npz")
+        probe = json.loads((root / "run" / PROBE_FILENAME).read_text(encoding="utf-8"))
     true_labels = [r.labels for r in load_split(root / "data", "test")]
-    shifted = None
+    shifted = shifted_probe = None
     if experiment.shifted_generator is not None:
         shifted = load_results(root / "shifted" / "run")
+        shifted_probe = json.loads((root / "shifted" / "run" / PROBE_FILENAME).read_text(encoding="utf-8"))
     marker = root / "complete.json"
     timing = json.loads(marker.read_text())["timing"] if marker.is_file() else {}
-    return ExperimentResult(experiment, root, payload, predictions, true_labels, shifted, timing,
-                            from_cache)
+    return ExperimentResult(experiment, root, payload, decoded, true_labels, shifted, timing,
+                            probe, shifted_probe, from_cache)
 
 
 def with_overrides(scale: Scale, **changes: Any) -> Scale:

@@ -18,12 +18,16 @@ from semicrf.environment import machine_info
 from semicrf.report import write_metrics_json
 from semicrf.validation.claims import (
     ALPHA,
+    CLAIM_DECODER,
+    KL_INTERVAL,
     KL_THRESHOLDS,
     LEARNED_KL_THRESHOLD,
     MEDIAN_REL_TOLERANCE,
+    N_BOOT,
     SPEC_EXPECTED_KL,
     TRITON_RTOL,
     Claim,
+    decoded_claims,
     discrete_median,
 )
 from semicrf.validation.experiment import SHIFTED_MODEL, ExperimentResult
@@ -44,7 +48,10 @@ def model_summary(result: ExperimentResult) -> dict[str, dict[str, Any]]:
             "exon_median_true": m["duration_summary"]["exon"]["median_true"],
             "exon_median_pred": m["duration_summary"]["exon"]["median_pred"],
             "train_time_s": entry.get("train_time_s"), "epochs": len(entry.get("history") or []),
-            "best_epoch": entry.get("best_epoch"),
+            "best_epoch": entry.get("best_epoch"), "test_loss": entry.get("test_loss"),
+            "val_loss_last_epoch_rel_change": _last_change(entry.get("history") or []),
+            "posterior": {k: (entry.get("metrics_other_decoders") or {}).get("posterior", {}).get(k)
+                          for k in ("boundary_f1", "segment_f1", "duration_kl_log")},
         }
         learned = entry.get("learned_duration")
         if learned:
@@ -55,6 +62,14 @@ def model_summary(result: ExperimentResult) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _last_change(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """|v[-1] - v[-2]| / |v[-2]| of the validation losses (the plateau of the curve)."""
+    val = [row.get("val_loss") for row in history]
+    if len(val) < 2 or val[-2] in (None, 0) or val[-1] is None:
+        return None
+    return abs(float(val[-1]) - float(val[-2])) / abs(float(val[-2]))
+
+
 def write_report(
     result: ExperimentResult,
     claims: Sequence[Claim],
@@ -62,9 +77,12 @@ def write_report(
     command: str,
     session_wall_s: float | None = None,
     results_root: str | os.PathLike | None = None,
+    n_boot: int = N_BOOT,
 ) -> dict[str, Path]:
     """Write ``validation_report.json`` and ``.md`` into the experiment directory and copy the
-    Markdown to ``<results_root>/latest_<scale>.md``. Returns the paths written."""
+    Markdown to ``<results_root>/latest_<scale>.md``. Beside the claims, the same statistics
+    with the posterior decoder's labels are reported (not asserted). Returns the paths."""
+    beside = decoded_claims(result, "posterior", n_boot=n_boot)
     scale = result.experiment.scale
     root = result.root
     plots = {name: os.path.relpath(p, root) for name, p in (
@@ -89,9 +107,14 @@ def write_report(
         "thresholds": {
             "kl_absolute": KL_THRESHOLDS, "spec_expected_kl": SPEC_EXPECTED_KL,
             "learned_kl": LEARNED_KL_THRESHOLD, "median_rel_tolerance": MEDIAN_REL_TOLERANCE,
-            "triton_rtol": TRITON_RTOL, "alpha": ALPHA,
+            "triton_rtol": TRITON_RTOL, "alpha": ALPHA, "kl_interval": KL_INTERVAL,
+            "claim_decoder": CLAIM_DECODER,
         },
         "claims": [asdict(c) | {"verdict": c.verdict} for c in claims],
+        "posterior_decoder": [asdict(c) | {"verdict": c.verdict} for c in beside],
+        "probe": {"semicrf": {k: v for k, v in result.probe.items() if k != "posterior_durations"},
+                  SHIFTED_MODEL: {k: v for k, v in (result.shifted_probe or {}).items()
+                                  if k != "posterior_durations"}},
         "summary": {"passed": sum(c.passed is True for c in claims),
                     "failed": sum(c.passed is False for c in claims),
                     "not_run": sum(c.passed is None for c in claims)},
@@ -136,6 +159,16 @@ def _commit(machine: Mapping[str, Any]) -> str:
         return "unknown"
     dirty = f" (+{git['modified_files']} modified files)" if git.get("modified_files") else ""
     return f"{git['commit'][:10]}{dirty}"
+
+
+def _claim_rows(claims: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for c in claims:
+        ci = (f"[{_fmt(c['ci_low'], 4)}, {_fmt(c['ci_high'], 4)}]"
+              if c["ci_low"] is not None else "-")
+        rows.append(f"| {c['id']} | {c['statistic']} | {_fmt(c['estimate'], 4)} | {ci} | "
+                    f"{_fmt(c['threshold'], 4)} | {c['rule']} | **{c['verdict']}** |")
+    return rows
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -185,31 +218,38 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "| claim | statistic | estimate | 95% CI | threshold | rule | verdict |",
         "| --- | --- | ---: | --- | ---: | --- | --- |",
     ]
-    for c in report["claims"]:
-        ci = (f"[{_fmt(c['ci_low'], 4)}, {_fmt(c['ci_high'], 4)}]"
-              if c["ci_low"] is not None else "-")
-        lines.append(f"| {c['id']} | {c['statistic']} | {_fmt(c['estimate'], 4)} | {ci} | "
-                     f"{_fmt(c['threshold'], 4)} | {c['rule']} | **{c['verdict']}** |")
+    lines += _claim_rows(report["claims"])
     notes = [c for c in report["claims"] if c.get("note")]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {c['id']}: {c['note']}" for c in notes]
+    if report.get("posterior_decoder"):
+        lines += ["", "## The same statistics with the posterior decoder (reported, not asserted)",
+                  "", "| claim | statistic | estimate | 95% CI | threshold | rule | would be |",
+                  "| --- | --- | ---: | --- | ---: | --- | --- |"]
+        lines += _claim_rows(report["posterior_decoder"])
     lines += [
         "",
         "## Models on the test split",
         "",
-        "| model | boundary F1 | boundary F1 tol2 | segment F1 | duration KL exon | "
-        "duration KL intron | pred. exon median | learned exon KL | learned exon median | "
-        "epochs | train s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Viterbi labels; `posterior` columns: the posterior decoder. KLs: `duration_kl_log` "
+        "(log-spaced bins, the claims' statistic) and, in brackets, the spec's `duration_kl` "
+        "(1..K, clamped). Plateau: relative change of the validation NLL over the last epoch.",
+        "",
+        "| model | boundary F1 | boundary F1 posterior | segment F1 | exon KL log (1..K) | "
+        "intron KL log (1..K) | pred. exon median | learned exon KL | test NLL | plateau | "
+        "epochs (best) | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in report["models"].items():
         lk = (r.get("learned_kl") or {}).get("exon")
+        log_kl = r.get("duration_kl_log") or {}
         lines.append(
-            f"| {name} | {_fmt(r['boundary_f1'])} | {_fmt(r['boundary_f1_tol2'])} | "
-            f"{_fmt(r['segment_f1'])} | {_fmt(r['duration_kl']['exon'])} | "
-            f"{_fmt(r['duration_kl']['intron'])} | {_fmt(r['exon_median_pred'], 1)} "
-            f"(true {_fmt(r['exon_median_true'], 1)}) | {_fmt(lk)} | "
-            f"{_fmt(r.get('learned_exon_median'))} | {r['epochs']} | {_fmt(r['train_time_s'], 0)} |"
+            f"| {name} | {_fmt(r['boundary_f1'])} | {_fmt((r.get('posterior') or {}).get('boundary_f1'))} | "
+            f"{_fmt(r['segment_f1'])} | {_fmt(log_kl.get('exon'))} ({_fmt(r['duration_kl']['exon'])}) | "
+            f"{_fmt(log_kl.get('intron'))} ({_fmt(r['duration_kl']['intron'])}) | "
+            f"{_fmt(r['exon_median_pred'], 1)} (true {_fmt(r['exon_median_true'], 1)}) | {_fmt(lk)} | "
+            f"{_fmt(r.get('test_loss'), 5)} | {_fmt(r.get('val_loss_last_epoch_rel_change'), 4)} | "
+            f"{r['epochs']} ({r.get('best_epoch')}) | {_fmt(r['train_time_s'], 0)} |"
         )
     if report["plots"]:
         lines += ["", "## Plots", ""]
