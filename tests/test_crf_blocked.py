@@ -22,22 +22,30 @@ SMALL = {"block": 2, "group": 4}  # engine sizes that put many groups into a sho
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    """max |got - want| <= TOL * max |want| (+ 1e-290); log-masses below NEG / 2
+    ("impossible") in both count as equal."""
+    impossible = (want < streaming.NEG / 2) & (got < streaming.NEG / 2)
+    got, want = got[~impossible], want[~impossible]
     scale = float(want.abs().max()) if want.numel() else 0.0
     err = float((got - want).abs().max()) if want.numel() else 0.0
-    assert err <= TOL * max(scale, 1e-300), f"{what}: max error {err:.3g}, scale {scale:.3g}"
+    # 1e-290: the reference floors exp() at exp(-700) = 1e-304 per term (streaming._EXP_FLOOR)
+    assert err <= TOL * scale + 1e-290, f"{what}: max error {err:.3g}, scale {scale:.3g}"
 
 
-def _sweeps(case: Case, sizes: dict, tile: int):
-    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start)
+def _sweeps(case: Case, sizes: dict, tile: int, runs: dict | None = None):
+    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start,
+                          **(runs or {}))
     fwd = blocked.forward_sweep(m, **sizes)
     bwd = blocked.backward_sweep(m, fwd, tile=tile, **sizes)
     return m, fwd, bwd
 
 
-def _check(case: Case, sizes: dict | None = None, tile: int = 4, seed: int = 0) -> None:
-    """Every output of the blocked sweeps equals the reference's (to TOL)."""
+def _check(case: Case, sizes: dict | None = None, tile: int = 4, seed: int = 0,
+           runs: dict | None = None) -> None:
+    """Every output of the blocked sweeps equals the reference's (to TOL); ``runs`` holds
+    the prepare() arguments of runs semantics (semantics, tail, censored)."""
     sizes = SMALL if sizes is None else sizes
-    m, fwd, bwd = _sweeps(case, sizes, tile)
+    m, fwd, bwd = _sweeps(case, sizes, tile, runs)
     ref_f = streaming.forward_sweep(m)
     ref_b = streaming.backward_sweep(m, ref_f)
     batch, length, labels, max_len = m.shape
@@ -51,11 +59,15 @@ def _check(case: Case, sizes: dict | None = None, tile: int = 4, seed: int = 0) 
     ends = mask & (torch.arange(length + 1) >= 1)
     _close(bwd.u[:, :, : length + 1][ends], ref_b.u[:, :, : length + 1][ends], "u")
     _close(bwd.duration_mass, ref_b.duration_mass, "duration mass")
+    if ref_b.tail_mass is not None:
+        _close(bwd.tail_mass, ref_b.tail_mass, "tail mass")
+        _close(bwd.tail_excess, ref_b.tail_excess, "tail excess")
     weights = torch.randn(batch, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     got = streaming.gradients(m, fwd, bwd, weights, case.duration.shape[0])
     want = streaming.gradients(m, ref_f, ref_b, weights, case.duration.shape[0])
-    for name in ("scores", "transition", "duration", "start"):
-        _close(getattr(got, name), getattr(want, name), f"grad {name}")
+    for name in ("scores", "transition", "duration", "start", "tail"):
+        if getattr(want, name) is not None:
+            _close(getattr(got, name), getattr(want, name), f"grad {name}")
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -65,6 +77,35 @@ def _check(case: Case, sizes: dict | None = None, tile: int = 4, seed: int = 0) 
 def test_random_inputs_equal_the_reference(shape, seed):
     batch, length, max_len, labels = shape
     _check(random_case(batch, length, max_len, labels, seed, with_start=seed % 2 == 0))
+
+
+def _runs(case: Case, seed: int, cut: str) -> dict:
+    """prepare() arguments of runs semantics: a random negative tail and censored flags."""
+    batch, labels = case.scores.shape[0], case.scores.shape[2]
+    gen = torch.Generator().manual_seed(seed)
+    tail = -(0.05 + torch.rand(labels, generator=gen, dtype=torch.float64))
+    censored = {"none": None, "all": torch.ones(batch, 2, dtype=torch.bool),
+                "random": torch.rand(batch, 2, generator=gen) < 0.5}[cut]
+    return {"semantics": "runs", "tail": tail, "censored": censored}
+
+
+@pytest.mark.parametrize("cut", ["none", "random", "all"])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "shape", [(3, 40, 7, 3), (2, 33, 50, 2), (3, 60, 4, 2), (2, 1, 5, 3), (2, 20, 3, 1)]
+)
+def test_runs_semantics_equal_the_reference(shape, seed, cut):
+    """Maximal runs: masked diagonal, geometric tail beyond K (K < T), censored edges."""
+    batch, length, max_len, labels = shape
+    case = random_case(batch, length, max_len, labels, seed, with_start=seed != 1)
+    _check(case, runs=_runs(case, seed, cut))
+    _check(case, {"block": 3, "group": 3}, runs=_runs(case, seed, cut))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_runs_adversarial_equal_the_reference(seed):
+    case = _adversarial(seed)
+    _check(case, WIDE, runs=_runs(case, seed, "random"))
 
 
 @pytest.mark.parametrize("sizes", [{"block": 1, "group": 1}, {"block": 3, "group": 9},
@@ -122,16 +163,19 @@ def test_window_sum_repairs_an_underflowed_row(monkeypatch):
     """A row whose only segments start where w is 1000 below the window maximum underflows in
     the rescaled product; the check recomputes it exactly (without it the row is garbage)."""
     duration = torch.zeros(1, 4, dtype=torch.float64)  # K = 4, one label
-    win = blocked._Window(duration, block=2, group=2)  # window of 4 slots before a group of 2
-    w = torch.tensor([[[1000.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)  # (C, B, slots)
-    scale = torch.tensor([[[1000.0, 0.0]]], dtype=torch.float64)  # chunk maxima (chunks of 2)
+    win = blocked._Window(duration, block=2, group=2)
+    width = win.width
+    w = torch.zeros(1, 1, width, dtype=torch.float64)  # (C, B, slots)
+    w[0, 0, 0] = 1000.0  # slot 0 is farther back than K from every row
+    scale = w.view(1, 1, -1, 2).amax(3)  # chunk maxima (chunks of 2)
     wexp = (w - scale.repeat_interleave(2, dim=2)).exp()
-    got = blocked._window_sum(wexp, scale, w, 0, 4, win.far, win.log_far, win.dmax, 2)
-    # row 1 (lags 2..5 over slots 0..3): slot 0 is lag 5 > K, so only the three zeros count
-    want = torch.logsumexp(torch.zeros(3, dtype=torch.float64), 0)
+    got = blocked._window_sum(wexp, scale, w, 0, width, win.far, win.log_far, win.dmax, 2,
+                              torch.empty(width, dtype=torch.float64))
+    want = torch.logsumexp(w[0, 0] + win.log_far[0, 1], 0)  # row 1, exactly
     assert abs(float(got[0, 0, 1]) - float(want)) <= 1e-12
     monkeypatch.setattr(blocked, "_PAST_TINY", 0.0)
-    unchecked = blocked._window_sum(wexp, scale, w, 0, 4, win.far, win.log_far, win.dmax, 2)
+    unchecked = blocked._window_sum(wexp, scale, w, 0, width, win.far, win.log_far, win.dmax, 2,
+                                    torch.empty(width, dtype=torch.float64))
     assert abs(float(unchecked[0, 0, 1]) - float(want)) > 1.0  # underflow garbage
 
 

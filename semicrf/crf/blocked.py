@@ -42,6 +42,10 @@ GROUP = 64
 _SPREAD = 600.0
 # Positions per tile of the duration-mass correlation.
 TILE = 32  # a power of two
+# Positions per chunk of the Viterbi window bound (branch and bound over chunks), and the
+# number of most recent chunks always evaluated.
+CHUNK = 32
+_RECENT = 2
 # Solved linear-space values must lie in [_TINY, _HUGE]: below _TINY an underflowed term
 # could matter at float64 resolution, above _HUGE a later product could overflow.
 _TINY = 1e-200
@@ -72,7 +76,7 @@ class _Window:
         labels, max_len = duration.shape
         dev = duration.device
         self.block, self.group = block, group
-        self.chunks = -(-max_len // block)
+        self.chunks = max_len // block + 1  # width >= K + 1: the tail reads w[t - K - 1]
         self.width = self.chunks * block
         self.dmax = duration.amax(1).view(labels, 1, 1)
         slots = torch.arange(self.width + group, device=dev)
@@ -92,24 +96,34 @@ class _Window:
         log_in = duration[:, (lag_in - 1).clamp(0, max_len - 1)]
         self.log_intra = log_in.masked_fill(~ok, -math.inf)  # (C, P, P)
         self.intra_t = (log_in.exp() * ok).permute(1, 0, 2).contiguous()  # (P, C, P) [t, c, s]
+        self.coupling = self.intra_t
+
+    def couple(self, expmix: Tensor) -> None:
+        """coupling (P, C, P * C): -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']."""
+        block, labels, _ = self.intra_t.shape
+        self.coupling = (self.intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
+            block, labels, block * labels)
 
 
 def _window_sum(
     wexp: Tensor, scale: Tensor, w: Tensor, lo: int, hi: int, lin: Tensor, log_t: Tensor,
-    dmax: Tensor, block: int,
+    dmax: Tensor, block: int, work: Tensor,
 ) -> Tensor:
     """log sum_j exp(duration[lag] + w[j]) over buffer slots [lo, hi) for each row -> (C, B, R).
 
     ``lin`` (C, hi - lo, R) holds exp(duration - dmax) (0 where no segment), ``log_t``
     (C, R, hi - lo) the same in log space (NEG) for the exact repair. The window is rescaled
     chunk by chunk to its largest chunk maximum and summed by one matrix product per label;
-    rows whose sum is below _PAST_TINY are recomputed in log space.
+    rows whose sum is below _PAST_TINY are recomputed in log space. ``work`` is a reusable
+    buffer of at least C B (hi - lo) elements (fresh large temporaries cost page faults).
     """
     labels, batch, _ = wexp.shape
     sc = scale[:, :, lo // block : hi // block]
     top = sc.amax(2, keepdim=True)
     fac = (sc - top).clamp_(min=-700.0).exp_().unsqueeze(3)
-    window = (wexp[:, :, lo:hi].view(labels, batch, -1, block) * fac).view(labels, batch, hi - lo)
+    window = work[: labels * batch * (hi - lo)].view(labels, batch, -1, block)
+    torch.mul(wexp[:, :, lo:hi].view(labels, batch, -1, block), fac, out=window)
+    window = window.view(labels, batch, hi - lo)
     r = torch.bmm(window, lin)
     out = r.log().add_(top).add_(dmax)
     bad = r < _PAST_TINY
@@ -119,26 +133,23 @@ def _window_sum(
     return out
 
 
-def _tail_term(
-    w: Tensor, lo: int, count: int, carry: Tensor, last_dur: Tensor, tail: Tensor
-) -> Tensor:
-    """H at ``count`` consecutive positions from buffer slots [lo, lo + count) -> (C, B, count).
+def _geometric(terms: Tensor, carry: Tensor, tail: Tensor) -> Tensor:
+    """x[p] = logaddexp(x[p-1], terms[p]) + tail along the last dim, from x[-1] = carry.
 
-    H[t] = logaddexp(H[t-1], w[t-K-1] + duration[K-1]) + tail, started from ``carry``
-    (H of the position before, (C, B)); slot lo holds w[t0 - K - 1] for the first row.
+    terms (C, B, R), carry (C, B), tail (C,): the closed form
+    x[p] = lse(carry + (p + 1) tail, lse_{i <= p} terms[i] + (p - i + 1) tail), by one
+    logcumsumexp (the drift is taken out relative to the block start).
     """
-    steps = torch.arange(1, count + 1, dtype=torch.float64, device=w.device)
-    # H[t0 + p] = lse(carry + (p+1) tail, lse_{i<=p} w_i + D + (p - i + 1) tail)
-    drift = tail.view(-1, 1, 1) * steps  # (C, 1, count): (p + 1) tail
-    terms = w[:, :, lo : lo + count] + last_dur.view(-1, 1, 1) - drift + tail.view(-1, 1, 1)
-    run = torch.logcumsumexp(terms, dim=2) + drift
+    steps = torch.arange(1, terms.shape[2] + 1, dtype=terms.dtype, device=terms.device)
+    drift = tail.view(-1, 1, 1) * steps  # (C, 1, R): (p + 1) tail
+    run = torch.logcumsumexp(terms - drift + tail.view(-1, 1, 1), dim=2) + drift
     return torch.logaddexp(run, carry.unsqueeze(2) + drift)
 
 
 def _sum_engine(
     prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, block: int, group: int,
     extra: Tensor | None = None, tail: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """The window recursion in the (+, log) semiring, forward in position.
 
     prefix (C, B, N + 1) emission prefix sums; mix (C, C) [from, to]; duration (C, K);
@@ -146,7 +157,9 @@ def _sum_engine(
     ``v[t] = lse(lse_{k=1..min(K,t)} duration[k-1] + w[t-k], H[t], extra[t])`` (v[0] = NEG)
     and ``w[t, c] = lse_c'(v[t, c'] + prefix[t, c'] + mix[c', c]) - prefix[t, c]`` for t >= 1.
     ``extra`` (C, B, N + 1) is an optional known log term; ``tail`` (C,) adds runs longer than
-    K: ``H[t] = lse_{s <= t-K-1} w[s] + duration[K-1] + (t - s - K) tail``.
+    K: ``H[t] = lse_{s <= t-K-1} w[s] + duration[K-1] + (t - s - K) tail``, returned with its
+    first moment ``Hm[t] = log sum_s (t - s - K) exp(w[s] + duration[K-1] + (t - s - K) tail)``
+    (both (C, B, N + 1), None without a tail).
     """
     labels, batch, n1 = prefix.shape
     dev, f64 = prefix.device, torch.float64
@@ -172,17 +185,28 @@ def _sum_engine(
     torch.cumsum(prefix.diff(dim=2).amax(0), dim=1, out=phi[:, 1:])
     rel = prefix - phi
     expmix = mix.exp()
-    neg_mix_t = -expmix.T.reshape(1, 1, labels, 1, labels)  # the system is I - L
-    carry = torch.full((labels, batch), NEG, dtype=f64, device=dev)
+    win.couple(expmix)
+    work = torch.empty(batch * (block * labels) ** 2, dtype=f64, device=dev)
+    window_work = torch.empty(labels * batch * max(width, group), dtype=f64, device=dev)
+    run_tail = run_moment = None
+    if tail is not None:
+        run_tail = torch.full((labels, batch, n1), NEG, dtype=f64, device=dev)
+        run_moment = torch.full((labels, batch, n1), NEG, dtype=f64, device=dev)
+        carry = carry_m = torch.full((labels, batch), NEG, dtype=f64, device=dev)
     for g in range(ngroups):
         g0 = 1 + g * group  # first position of the group
         ge = min(group, n1 - g0)
         s0 = width - 1 + g0  # its buffer slot
         far = _window_sum(wexp, scale, w, s0 - width, s0, win.far[:, :, :ge],
-                          win.log_far[:, :ge], win.dmax, block)
-        if tail is not None and g0 > max_len:
-            h = _tail_term(w, s0 - max_len - 1, ge, carry, duration[:, -1], tail)
-            carry = h[:, :, -1]
+                          win.log_far[:, :ge], win.dmax, block, window_work)
+        if tail is not None:  # slots before position 0 hold NEG, so H = NEG for t <= K
+            start = w[:, :, s0 - max_len - 1 : s0 - max_len - 1 + ge] + duration[:, -1:].unsqueeze(1)
+            h = _geometric(start, carry, tail)
+            # m[t] = r m[t-1] + h[t] in linear space: the same recurrence fed by h[t] - tail
+            hm = _geometric(h - tail.view(-1, 1, 1), carry_m, tail)
+            carry, carry_m = h[:, :, -1], hm[:, :, -1]
+            run_tail[:, :, g0 : g0 + ge] = h
+            run_moment[:, :, g0 : g0 + ge] = hm
             far = torch.logaddexp(far, h)
         if extra is not None:
             far = torch.logaddexp(far, extra[:, :, g0 : g0 + ge])
@@ -193,11 +217,11 @@ def _sum_engine(
             if j > 0:
                 near = _window_sum(wexp, scale, w, s0, b0, win.near[:, :j, j : j + pe],
                                    win.log_near[:, :j, j : j + pe].transpose(1, 2), win.dmax,
-                                   block)
+                                   block, window_work)
                 vpast = torch.logaddexp(vpast, near)
             e = rel[:, :, t0 : t0 + pe]
-            intra_t = win.intra_t if pe == block else win.intra_t[:pe, :, :pe]
-            got = _intra_linear(vpast, e, intra_t, expmix, neg_mix_t)
+            coupling = win.coupling if pe == block else win.coupling[:pe, :, : pe * labels]
+            got = _intra_linear(vpast, e, coupling, expmix, work)
             if got is None:
                 vb, wb = _intra_log(vpast, prefix[:, :, t0 : t0 + pe], win.log_intra, mix)
             else:
@@ -207,16 +231,17 @@ def _sum_engine(
             top = wb.amax(2, keepdim=True)
             scale[:, :, b0 // block] = top.squeeze(2)
             wexp[:, :, b0 : b0 + pe] = (wb - top).clamp_(min=-700.0).exp_()
-    return v, w[:, :, width - 1 : width - 1 + n1]
+    return v, w[:, :, width - 1 : width - 1 + n1], run_tail, run_moment
 
 
 def _intra_linear(
-    vpast: Tensor, e: Tensor, intra_t: Tensor, expmix: Tensor, neg_mix_t: Tensor
+    vpast: Tensor, e: Tensor, coupling: Tensor, expmix: Tensor, work: Tensor
 ) -> tuple[Tensor, Tensor] | None:
     """One block's recursion as a triangular solve; None when a value is out of range.
 
-    vpast, e (C, B, P); intra_t (P, C, P) exp(duration) by [t, c, s] (0 where no segment);
-    neg_mix_t (1, 1, C, 1, C) holds -exp(mix[c'', c']) at [c', c'']. The unknowns are
+    vpast, e (C, B, P); ``work`` a reusable buffer of at least B (P C)^2 elements;
+    coupling (P, C, P * C) holds -exp(duration[t - s - 1, c]) *
+    exp(mix[c'', c]) at [t, c, s * C + c''] (0 where no segment). The unknowns are
     Y[t, c] = exp(v[t, c] + e[t, c] - rho) (rho the block's largest past term), with
     X = Y @ exp(mix) = exp(w + e - rho); a segment [s, t) inside the block has the factor
     exp(duration) * exp(e[t] - e[s]), formed as exp(e[t] - mid) * exp(mid - e[s]) (mid the
@@ -231,12 +256,11 @@ def _intra_linear(
     ve = vpast + e
     rho = ve.amax(dim=(0, 2), keepdim=True)  # (1, B, 1)
     rhs = (ve - rho).clamp_(min=-700.0).exp_().permute(1, 2, 0)  # (B, P, C)
-    rows = (e - mid).exp_().permute(1, 2, 0).contiguous().unsqueeze(3)  # (B, P, C, 1)
-    cols = (mid - e).exp_().transpose(0, 1).contiguous().unsqueeze(1)  # (B, 1, C, P)
-    seg = rows * cols * intra_t  # (B, P, C, P): [b, t, c, s]
-    system = torch.empty(batch, pe, labels, pe, labels, dtype=e.dtype, device=e.device)
-    torch.mul(seg.unsqueeze(4), neg_mix_t, out=system)
-    system = system.view(batch, pe * labels, pe * labels)
+    rows = (e - mid).exp_().permute(1, 2, 0).unsqueeze(3)  # (B, P, C, 1) [b, t, c]
+    cols = (mid - e).exp_().transpose(0, 1).repeat_interleave(labels, dim=2)  # (B, C, P C)
+    system = work[: batch * pe * labels * pe * labels].view(batch, pe, labels, pe * labels)
+    torch.mul(cols.unsqueeze(1), coupling, out=system)
+    system = system.mul_(rows).view(batch, pe * labels, pe * labels)
     y = torch.linalg.solve_triangular(system, rhs.reshape(batch, pe * labels, 1), upper=False,
                                       unitriangular=True).view(batch, pe, labels)
     x = torch.matmul(y, expmix)
@@ -269,8 +293,19 @@ def _label_major(x: Tensor) -> Tensor:
 
 
 def _supported(m: Model64) -> bool:
-    """Models the blocked sweeps handle; the others go to the reference sweeps."""
-    return m.bad_counts is None and m.semantics == "segments"
+    """Models the blocked sweeps handle (all but the ``allowed`` mask, which goes to the
+    reference sweeps)."""
+    return m.bad_counts is None
+
+
+def _tail_of(m: Model64) -> Tensor | None:
+    """The geometric tail (C,) when runs longer than K are possible, else None."""
+    return m.tail if m.has_tail else None
+
+
+def _cut(flags: Tensor | None, values: Tensor) -> Tensor:
+    """``values`` (C, B) with NEG for the sequences whose ``flags`` (B,) are set."""
+    return values if flags is None else values.masked_fill(flags.view(1, -1), NEG)
 
 
 def forward_sweep(m: Model64, block: int = BLOCK, group: int = GROUP) -> ForwardSweep:
@@ -279,14 +314,17 @@ def forward_sweep(m: Model64, block: int = BLOCK, group: int = GROUP) -> Forward
         return streaming.forward_sweep(m)
     batch, length, labels, max_len = m.shape
     prefix = _label_major(m.prefix)  # (C, B, T + 1)
-    w0 = m.start.view(labels, 1).expand(labels, batch)
-    v, w = _sum_engine(prefix, m.transition, m.duration, w0, block, group)
+    edges = streaming.edge_terms(m)
+    # a censored first run is scored by its survival (edges.first), not from gamma[0]
+    w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
+    extra = None if edges.first is None else _label_major(edges.first)
+    v, w, _, _ = _sum_engine(prefix, m.transition, m.duration, w0, block, group, extra,
+                             _tail_of(m))
     alpha = _label_major(v + prefix)
     alpha[:, :, 0] = NEG
     gamma = torch.full((batch, labels, max_len + length), NEG, dtype=torch.float64,
                        device=prefix.device)
     gamma[:, :, max_len:] = w[:, :, :length].transpose(0, 1)
-    edges = streaming.edge_terms(m)
     return ForwardSweep(alpha=alpha, gamma=gamma, log_z=streaming.log_z_from(m, alpha, gamma, edges),
                         edges=edges)
 
@@ -301,7 +339,8 @@ def backward_sweep(
     m: Model64, fwd: ForwardSweep, with_duration: bool = True, block: int = BLOCK,
     group: int = GROUP, tile: int = TILE,
 ) -> BackwardSweep:
-    """u, out and the duration mass as ``streaming.backward_sweep`` computes them."""
+    """u, out, the duration mass and the tail masses as ``streaming.backward_sweep``
+    computes them: the forward engine run on every sequence reversed at its length."""
     if not _supported(m):
         return streaming.backward_sweep(m, fwd, with_duration)
     batch, length, labels, max_len = m.shape
@@ -310,24 +349,54 @@ def backward_sweep(
     src = _reverse_index(m.lengths, length + 1).unsqueeze(0).expand(labels, batch, length + 1)
     end = prefix.gather(2, m.lengths.view(1, batch, 1).expand(labels, batch, 1))  # S[L]
     rev = end - prefix.gather(2, src)  # reversed prefix, 0 at tau = 0
-    zeros = torch.zeros(labels, batch, dtype=f64, device=dev)
-    v, w = _sum_engine(rev, m.transition.T, m.duration, zeros, block, group)
-    # back to original positions s = L - tau: out[s] = v[tau] + S[L] - S[s], u[s] = w[tau] + S[L]
+    # reversed position tau of original position s = L - tau, and back
     pos = torch.arange(length + 1, device=dev)
     tau = (m.lengths.view(1, batch, 1) - pos).expand(labels, batch, length + 1)
     inside = tau >= 0
     tau = tau.clamp(min=0)
+    edges = fwd.edges
+    extra = None
+    if edges.last is not None:  # a censored last run from s: surv(L - s) + S[L], at tau = L - s
+        last = torch.cat([_label_major(edges.last),
+                          torch.full((labels, batch, 1), NEG, dtype=f64, device=dev)], dim=2)
+        extra = (last.gather(2, src) - end).masked_fill_(
+            torch.arange(length + 1, device=dev) == 0, NEG)
+    w0 = _cut(m.censored_at(1), torch.zeros(labels, batch, dtype=f64, device=dev))
+    tail = _tail_of(m)
+    v, w, run_tail, run_moment = _sum_engine(rev, m.transition.T, m.duration, w0, block, group,
+                                             extra, tail)
+    # out[s] = v[tau] + S[L] - S[s], u[s] = w[tau] + S[L]
     out_lm = (v.gather(2, tau) + end - prefix).masked_fill_(~inside | (tau == 0), NEG)
     u_lm = (w.gather(2, tau) + end).masked_fill_(~inside | (pos == 0), NEG)
     u = torch.full((batch, labels, length + 1 + max_len), NEG, dtype=f64, device=dev)
     u[:, :, : length + 1] = u_lm.transpose(0, 1)
     out = out_lm[:, :, :length].transpose(0, 1).contiguous()
-    if with_duration:
-        mass = _duration_mass(fwd.gamma[:, :, max_len:], u[:, :, : length + 1], m.duration,
-                              fwd.log_z, tile)
-    else:
+    if edges.first is not None:  # as in streaming.backward_sweep: every end e scored by surv(e)
+        first_cut = m.censored[:, 0].view(batch, 1)
+        ends = edges.first[:, :, 1:] - m.start.view(1, labels, 1) + u[:, :, 1 : length + 1]
+        first_out = torch.logsumexp(ends, dim=2)
+        if edges.last is not None:
+            first_out = torch.logaddexp(first_out, edges.last[:, :, 0])
+        out[:, :, 0] = torch.where(first_cut, first_out, out[:, :, 0])
+    gamma = fwd.gamma[:, :, max_len:]
+    tail_mass = tail_excess = None
+    if tail is not None:
+        tail_mass = torch.zeros(batch, labels, dtype=f64, device=dev)
+        tail_excess = torch.zeros(batch, labels, dtype=f64, device=dev)
+    if not with_duration:
         mass = torch.zeros(batch, labels, max_len, dtype=f64, device=dev)
-    return BackwardSweep(u=u, out=out, duration_mass=mass)
+        return BackwardSweep(u=u, out=out, duration_mass=mass, tail_mass=tail_mass,
+                             tail_excess=tail_excess)
+    mass = _duration_mass(gamma, u[:, :, : length + 1], m.duration, fwd.log_z, tile)
+    if tail is not None:  # runs longer than K starting at s: weights exp(gamma + Hb - log Z)
+        starts = (~inside[:, :, :length] | (tau[:, :, :length] == 0)).transpose(0, 1)
+        base = gamma + end.transpose(0, 1) - fwd.log_z.view(batch, 1, 1)
+        for acc, run in ((tail_mass, run_tail), (tail_excess, run_moment)):
+            weight = (run.gather(2, tau[:, :, :length]).transpose(0, 1) + base).masked_fill_(
+                starts, NEG)
+            acc += weight.clamp_(min=-745.0).exp_().sum(2)
+    return BackwardSweep(u=u, out=out, duration_mass=mass, tail_mass=tail_mass,
+                         tail_excess=tail_excess)
 
 
 def _duration_mass(
@@ -363,6 +432,7 @@ def _duration_mass(
     exact_acc = torch.zeros(bc, size, dtype=f64, device=dev)  # posterior units
     dur_pad = torch.full((labels, size), NEG, dtype=f64, device=dev)
     dur_pad[:, q + 1 : q + 1 + max_len] = duration
+    work = torch.empty(bc * nq * q, dtype=f64, device=dev)
 
     def scaled(x: Tensor) -> tuple[Tensor, Tensor]:
         top = x.amax(2)
@@ -375,7 +445,9 @@ def _duration_mass(
         cross = gm + um - lz
         fast = cross <= limit
         f = torch.where(fast, cross, NEG).exp_()
-        prod = torch.bmm(ut.transpose(1, 2), gt * f.unsqueeze(2))  # (bc, h, h) [a, b]
+        weighted = work[: gt.numel()].view_as(gt)
+        torch.mul(gt, f.unsqueeze(2), out=weighted)
+        prod = torch.bmm(ut.transpose(1, 2), weighted)  # (bc, h, h) [a, b]
         fast_acc.index_add_(1, index.reshape(-1), prod.reshape(bc, -1))
         if not bool(fast.all()):
             r_i, i_i = (~fast).nonzero(as_tuple=True)
@@ -424,9 +496,143 @@ def _exact_tiles(
         acc.view(-1).index_add_(0, flat, vals.reshape(-1))
 
 
-def viterbi_sweep(m: Model64) -> ViterbiSweep:
-    """The max-product sweep (the reference implementation for now)."""
-    return streaming.viterbi_sweep(m)
+class _MaxWindow:
+    """Constant tensors of the max-product window for one duration table.
+
+    The window before a group of ``group`` positions is ``width`` slots, in chunks of
+    ``chunk``; ``bound[c, p, j]`` is the largest duration that row p can give a segment
+    starting in chunk j (NEG if none), ``log_far[c, p, j, i]`` the duration of slot i of
+    chunk j, ``log_near[c, p, q]`` that of a segment from in-group row q to row p.
+    """
+
+    def __init__(self, duration: Tensor, chunk: int, group: int) -> None:
+        labels, max_len = duration.shape
+        dev = duration.device
+        self.chunk, self.group = chunk, group
+        self.chunks = -(-max_len // chunk)
+        self.width = self.chunks * chunk
+        rows = torch.arange(group, device=dev).view(group, 1)
+        slots = torch.arange(self.width, device=dev).view(1, self.width)
+        lag = rows + self.width - slots  # (G, W)
+        valid = lag <= max_len
+        log_far = duration[:, (lag - 1).clamp(max=max_len - 1)].masked_fill_(~valid, NEG)
+        self.log_far = log_far.view(labels, group, self.chunks, chunk)
+        self.bound = self.log_far.amax(3)  # (C, G, chunks)
+        lag_in = rows - torch.arange(group, device=dev).view(1, group)  # (G, G) [p, q]
+        ok = (lag_in >= 1) & (lag_in <= max_len)
+        self.log_near = duration[:, (lag_in - 1).clamp(0, max_len - 1)].masked_fill_(~ok, NEG)
+
+
+def _far_max(w: Tensor, cmax: Tensor, lo: int, rows: int, win: _MaxWindow) -> tuple[Tensor, Tensor]:
+    """Best segment from the window slots [lo, lo + W) into each of ``rows`` rows, exactly.
+
+    Branch and bound over chunks: the most recent ``_RECENT`` chunks are evaluated exactly;
+    an older chunk is evaluated only if its bound (its largest w plus the largest duration
+    the row can reach in it) beats that value (all of them when many do).
+    Returns the best value (C, B, R) and its window slot (C, B, R) int64.
+    """
+    labels, batch, _ = w.shape
+    q, nch, width = win.chunk, win.chunks, win.width
+    values = w[:, :, lo : lo + width]  # (C, B, W)
+    log_far = win.log_far[:, :rows].reshape(labels, rows, width)
+    recent = min(_RECENT, nch) * q
+    cand = values[:, :, width - recent :].unsqueeze(2) + log_far[:, :, width - recent :].unsqueeze(1)
+    best, slot = cand.max(3)
+    slot += width - recent
+    old = nch - recent // q
+    if old == 0:
+        return best, slot
+    ub = cmax[:, :, lo // q : lo // q + old].unsqueeze(2) + win.bound[:, :rows, :old].unsqueeze(1)
+    beaten = int((ub > best.unsqueeze(3)).sum(3).max())
+    if beaten == 0:
+        return best, slot
+    if 4 * beaten >= old:  # most chunks are candidates: evaluate the whole window
+        cand = values[:, :, : old * q].unsqueeze(2) + log_far[:, :, : old * q].unsqueeze(1)
+        other, other_slot = cand.max(3)
+    else:
+        chunks = ub.topk(beaten, dim=3).indices  # (C, B, R, k)
+        slots = chunks.unsqueeze(4) * q + torch.arange(q, device=w.device)  # (C, B, R, k, Q)
+        cand = values.gather(2, slots.view(labels, batch, -1)).view(labels, batch, rows, -1)
+        row_base = (torch.arange(rows, device=w.device) * width).view(1, 1, rows, 1, 1)
+        cand += log_far.view(labels, -1).gather(1, (slots + row_base).view(labels, -1)).view(
+            cand.shape)
+        other, flat = cand.max(3)
+        other_slot = slots.view(labels, batch, rows, -1).gather(3, flat.unsqueeze(3)).squeeze(3)
+    better = other > best
+    return torch.where(better, other, best), torch.where(better, other_slot, slot)
+
+
+def _max_engine(
+    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, chunk: int, group: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The window recursion in the (max, +) semiring with back-pointers, forward in position.
+
+    Arguments as for :func:`_sum_engine`. Returns v (C, B, N + 1) (v[0] = NEG), the best
+    segment length ending at each position (C, B, N + 1) and the best previous label of a
+    segment starting there (C, B, N + 1), both int32.
+    """
+    labels, batch, n1 = prefix.shape
+    dev, f64 = prefix.device, torch.float64
+    group = max(chunk, group - group % chunk)
+    win = _MaxWindow(duration, chunk, group)
+    width = win.width
+    ngroups = -(-(n1 - 1) // group)
+    total = width + ngroups * group  # slot of position t is width - 1 + t
+    w = torch.full((labels, batch, total), NEG, dtype=f64, device=dev)
+    w[:, :, width - 1] = w0
+    cmax = torch.full((labels, batch, total // chunk), NEG, dtype=f64, device=dev)
+    cmax[:, :, width // chunk - 1] = w0
+    v = torch.full((labels, batch, n1), NEG, dtype=f64, device=dev)
+    back_len = torch.zeros(labels, batch, n1, dtype=torch.int32, device=dev)
+    back_label = torch.zeros(labels, batch, n1, dtype=torch.int32, device=dev)
+    mix3 = mix.view(labels, labels, 1)
+    cand = torch.empty(labels, batch, group + 1, dtype=f64, device=dev)
+    pick = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
+    prev = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
+    into = torch.empty(labels, batch, dtype=f64, device=dev)
+    for g in range(ngroups):
+        g0 = 1 + g * group
+        ge = min(group, n1 - g0)
+        s0 = width - 1 + g0
+        far, far_slot = _far_max(w, cmax, s0 - width, ge, win)
+        vg = v[:, :, g0 : g0 + ge]
+        for p in range(ge):
+            t = g0 + p
+            cand[:, :, 0] = far[:, :, p]
+            torch.add(w[:, :, s0 : s0 + p], win.log_near[:, p, :p].unsqueeze(1),
+                      out=cand[:, :, 1 : p + 1])
+            torch.max(cand[:, :, : p + 1], 2, out=(vg[:, :, p], pick[:, :, p]))
+            a_t = vg[:, :, p] + prefix[:, :, t]
+            torch.max(a_t.unsqueeze(1) + mix3, 0, out=(into, prev[:, :, p]))
+            torch.sub(into, prefix[:, :, t], out=w[:, :, s0 + p])
+        rows = torch.arange(ge, device=dev)
+        chosen = pick[:, :, :ge]
+        seg_len = torch.where(chosen == 0, rows + width - far_slot, rows - (chosen - 1))
+        back_len[:, :, g0 : g0 + ge] = seg_len.to(torch.int32)
+        back_label[:, :, g0 : g0 + ge] = prev[:, :, :ge].to(torch.int32)
+        done = w[:, :, s0 : s0 + group].view(labels, batch, group // chunk, chunk).amax(3)
+        cmax[:, :, s0 // chunk : s0 // chunk + group // chunk] = done
+    return v, back_len, back_label
+
+
+def viterbi_sweep(m: Model64, chunk: int = CHUNK, group: int = GROUP) -> ViterbiSweep:
+    """The max-product sweep as ``streaming.viterbi_sweep`` computes it (best scores are
+    exact; among exactly tied segmentations another one may be returned). Runs semantics
+    with a tail or censored edges go to the reference sweep."""
+    if not _supported(m) or m.has_tail or m.censored is not None:
+        return streaming.viterbi_sweep(m)
+    batch, length, labels, max_len = m.shape
+    prefix = _label_major(m.prefix)
+    w0 = m.start.view(labels, 1).expand(labels, batch)
+    v, back_len, back_label = _max_engine(prefix, m.transition, m.duration, w0, chunk, group)
+    alpha = _label_major(v + prefix)
+    ends = streaming._end_prefix_of(alpha, m)
+    best, last_label = torch.max(ends, dim=1)
+    back_len = _label_major(back_len)
+    last_len = back_len.gather(2, m.lengths.view(batch, 1, 1).expand(batch, labels, 1)).squeeze(2)
+    last_begin = m.lengths - last_len.gather(1, last_label.view(batch, 1)).squeeze(1).long()
+    return ViterbiSweep(best, last_label, last_begin, back_len,
+                        _label_major(back_label)[:, :, :length].contiguous())
 
 
 # ----------------------------------------------------------------------------- backend protocol

@@ -1,0 +1,94 @@
+"""Blocked CPU sweeps vs the reference sweeps, side by side in one process (one thread).
+
+Times forward+backward of log Z (all gradients), the forward alone and Viterbi at the
+issue's shapes, as medians over ``--reps`` runs, and prints one JSON object with the medians
+(seconds) and the ratios reference / blocked::
+
+    .venv/bin/python benchmarks/fast_vs_reference.py --reps 3 [--shapes B16-T20000 B4-T2000]
+
+Both backends are called through the backend protocol (``forward`` / ``backward`` /
+``viterbi`` over one ``streaming.prepare``d model), so the difference is the sweeps alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from semicrf.crf import blocked, streaming
+
+SHAPES = {"B16-T20000": (16, 20000, 1000, 3), "B4-T2000": (4, 2000, 1000, 3)}
+BACKENDS = {"reference": streaming, "blocked": blocked}
+
+
+def inputs(shape: tuple[int, int, int, int], dtype: torch.dtype):
+    """Random scores, transition, duration and mixed lengths (as benchmarks/test_crf_speed)."""
+    batch, length, max_len, labels = shape
+    gen = torch.Generator().manual_seed(0)
+    make = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)  # noqa: E731
+    lengths = torch.full((batch,), length, dtype=torch.int64)
+    lengths[1::2] = length - length // 10
+    return make(batch, length, labels), make(labels, labels), make(max_len, labels), lengths
+
+
+def step(backend, shape, dtype) -> streaming.Gradients:
+    """One training step of the CRF head: prepare, forward, backward (every gradient)."""
+    scores, transition, duration, lengths = inputs(shape, dtype)
+    model = streaming.prepare(scores, transition, duration, lengths, None)
+    state = backend.forward(model)
+    weights = torch.ones(shape[0], dtype=torch.float64)
+    return backend.backward(model, state, weights, True, duration.shape[0])
+
+
+def forward_only(backend, shape, dtype) -> torch.Tensor:
+    scores, transition, duration, lengths = inputs(shape, dtype)
+    return backend.forward(streaming.prepare(scores, transition, duration, lengths, None)).log_z
+
+
+def decode(backend, shape, dtype) -> streaming.ViterbiSweep:
+    scores, transition, duration, lengths = inputs(shape, dtype)
+    return backend.viterbi(streaming.prepare(scores, transition, duration, lengths, None))
+
+
+def median_time(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--no-viterbi", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "threads": 1, "reps": args.reps, "runs": []}
+    tasks = [("forward+backward", step, dtype) for dtype in (torch.float32, torch.float64)]
+    tasks.append(("forward", forward_only, torch.float64))
+    if not args.no_viterbi:
+        tasks.append(("viterbi", decode, torch.float32))
+    for name in args.shapes:
+        shape = SHAPES[name]
+        for task, fn, dtype in tasks:
+            row = {"shape": name, "task": task, "dtype": str(dtype).replace("torch.", "")}
+            for label, backend in BACKENDS.items():
+                run = lambda fn=fn, backend=backend, shape=shape, dtype=dtype: fn(backend, shape, dtype)  # noqa: E731,E501
+                row[label] = median_time(run, args.reps)
+            row["ratio"] = row["reference"] / row["blocked"]
+            result["runs"].append(row)
+            print(json.dumps(row), flush=True)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
