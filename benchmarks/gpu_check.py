@@ -19,7 +19,8 @@ in the JSON as soon as it ends (so a run cut short still leaves its results):
 6. ``runs_timings``: phase 4 in runs semantics (reference timed once in phase 2).
 7. ``recompile``: new T and new lengths add no compiled kernel variant (both semantics).
 8. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
-9. ``tuning``: forward-sweep times for other warp counts and window chunks (budget allowing).
+9. ``tuning``: forward-sweep times for other warp counts and window chunks, and the runs
+   float64 backward sweep for 4 / 8 warps and chunks (budget allowing).
 
 The exit status is 1 when a correctness check fails. Rehearse on CPU with small shapes:
 
@@ -491,6 +492,19 @@ def tuning(args) -> dict:
                 p = dataclasses.replace(base, num_warps=num_warps, block_k=block_k)
                 name = f"{label}_warps{num_warps}_bk{block_k or 'auto'}"
                 out[name] = timed(lambda p=p: triton_kernels.forward(p), args.device, 2)["median_s"]
+    # runs semantics, float64 backward sweep: the variant with the most live registers
+    # (sm_90 compile at K = 1000, C = 3: 255 registers and 80 bytes of spills at 4 warps)
+    inp = make_inputs(args, torch.float64, "runs")
+    state = triton_backend.BACKEND.forward(streaming.prepare(*(inp[k] for k in NAMES),
+                                                             **runs_kwargs(inp)))
+    for num_warps in (4, 8):
+        for block_k in (None, 256):
+            if elapsed() > args.budget_s:
+                return out
+            p = dataclasses.replace(state.problem, num_warps=num_warps, block_k=block_k)
+            name = f"runs_f64_backward_warps{num_warps}_bk{block_k or 'auto'}"
+            out[name] = timed(lambda p=p: triton_kernels.backward(p, state.fwd), args.device,
+                              2)["median_s"]
     return out
 
 

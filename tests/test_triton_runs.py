@@ -124,7 +124,7 @@ def _check_against_brute_force(case, tail, censored, block_k):
 
 
 # (B, T, K, C, seed, censored, block_k): the tail (K < T), K = 1 (a tail from length 2),
-# K > T (no tail), C = 1 (one run: the whole window), chunked windows with a tail, every
+# K > T (no tail), C = 1 (one run: the whole window), T = 1, chunked windows with a tail, every
 # censoring pattern, ragged lengths (random_case draws them; the first fills T).
 EDGE_CASES = [
     (3, 7, 3, 2, 0, "none", None),
@@ -135,6 +135,7 @@ EDGE_CASES = [
     (2, 5, 2, 3, 5, "last", None),
     (3, 6, 2, 1, 6, "random", None),
     (2, 5, 2, 3, 7, "all", None),
+    (2, 1, 3, 2, 8, "both", None),
 ]
 
 
