@@ -1,10 +1,12 @@
 """Blocked CPU sweeps vs the reference sweeps, side by side in one process (one thread).
 
-Times forward+backward of log Z (all gradients), the forward alone and Viterbi at the
-issue's shapes, as medians over ``--reps`` runs, and prints one JSON object with the medians
-(seconds) and the ratios reference / blocked::
+Times forward+backward of log Z (all gradients; runs semantics with a tail by default), the
+forward alone and Viterbi (segments semantics) at the issue's shapes, as medians over
+``--reps`` runs, and prints one JSON object with the medians (seconds) and the ratios
+reference / blocked::
 
     .venv/bin/python benchmarks/fast_vs_reference.py --reps 3 [--shapes B16-T20000 B4-T2000]
+        [--semantics runs|segments]
 
 Both backends are called through the backend protocol (``forward`` / ``backward`` /
 ``viterbi`` over one ``streaming.prepare``d model), so the difference is the sweeps alone.
@@ -36,21 +38,32 @@ def inputs(shape: tuple[int, int, int, int], dtype: torch.dtype):
     return make(batch, length, labels), make(labels, labels), make(max_len, labels), lengths
 
 
+SEMANTICS = {"semantics": "runs"}  # set by --semantics; runs get a tail of -0.01 per label
+
+
+def prepare(shape, dtype) -> streaming.Model64:
+    scores, transition, duration, lengths = inputs(shape, dtype)
+    runs = SEMANTICS["semantics"] == "runs"
+    tail = torch.full((shape[3],), -0.01, dtype=dtype) if runs else None
+    return streaming.prepare(scores, transition, duration, lengths, None,
+                             semantics=SEMANTICS["semantics"], tail=tail)
+
+
 def step(backend, shape, dtype) -> streaming.Gradients:
     """One training step of the CRF head: prepare, forward, backward (every gradient)."""
-    scores, transition, duration, lengths = inputs(shape, dtype)
-    model = streaming.prepare(scores, transition, duration, lengths, None)
+    model = prepare(shape, dtype)
     state = backend.forward(model)
     weights = torch.ones(shape[0], dtype=torch.float64)
-    return backend.backward(model, state, weights, True, duration.shape[0])
+    return backend.backward(model, state, weights, True, shape[2])
 
 
 def forward_only(backend, shape, dtype) -> torch.Tensor:
-    scores, transition, duration, lengths = inputs(shape, dtype)
-    return backend.forward(streaming.prepare(scores, transition, duration, lengths, None)).log_z
+    return backend.forward(prepare(shape, dtype)).log_z
 
 
 def decode(backend, shape, dtype) -> streaming.ViterbiSweep:
+    """Viterbi in segments semantics (the blocked Viterbi of runs with a tail is the
+    reference's)."""
     scores, transition, duration, lengths = inputs(shape, dtype)
     return backend.viterbi(streaming.prepare(scores, transition, duration, lengths, None))
 
@@ -68,11 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--semantics", default="runs", choices=["runs", "segments"])
     parser.add_argument("--no-viterbi", action="store_true")
     args = parser.parse_args()
+    SEMANTICS["semantics"] = args.semantics
     torch.set_num_threads(1)
     result = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-              "threads": 1, "reps": args.reps, "runs": []}
+              "threads": 1, "reps": args.reps, "semantics": args.semantics, "runs": []}
     tasks = [("forward+backward", step, dtype) for dtype in (torch.float32, torch.float64)]
     tasks.append(("forward", forward_only, torch.float64))
     if not args.no_viterbi:

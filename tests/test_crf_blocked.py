@@ -13,6 +13,7 @@ import pytest
 import torch
 from crf_cases import Case, random_case
 
+import semicrf
 from semicrf.crf import blocked, streaming
 
 pytestmark = pytest.mark.fast
@@ -263,3 +264,33 @@ def test_float32_inputs_within_bound():
     f32, f64 = blocked.forward_sweep(m32), blocked.forward_sweep(m64)
     rel = (f32.log_z.float().double() - f64.log_z).abs() / f64.log_z.abs()
     assert float(rel.max()) <= 1e-5
+
+
+@pytest.mark.parametrize("sizes", [{"chunk": 2, "group": 4}, {"chunk": 4, "group": 8}, {}])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(3, 50, 7, 3), (2, 40, 60, 2), (3, 90, 20, 3), (2, 1, 5, 3)])
+def test_viterbi_equals_the_reference(shape, seed, sizes):
+    """Best scores exactly; with continuous random inputs there are no ties, so the
+    segmentations are the reference's too."""
+    batch, length, max_len, labels = shape
+    case = random_case(batch, length, max_len, labels, seed, scale=1.0 + seed)
+    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start)
+    got, want = blocked.viterbi_sweep(m, **sizes), streaming.viterbi_sweep(m)
+    _close(got.best, want.best, "best score")
+    assert streaming.traceback(got, m.lengths) == streaming.traceback(want, m.lengths)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_viterbi_adversarial_and_long_segments(seed):
+    """Durations that favour the longest lengths make old chunks win the window bound."""
+    case = _adversarial(seed, length=80, max_len=30)
+    case.duration = case.duration + 40.0 * torch.linspace(0, 1, 30, dtype=torch.float64).view(-1, 1)
+    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start)
+    got = blocked.viterbi_sweep(m, chunk=4, group=8)
+    want = streaming.viterbi_sweep(m)
+    _close(got.best, want.best, "best score")
+    paths = streaming.traceback(got, m.lengths)
+    for b, path in enumerate(paths):  # ties are possible here: the path must reach the best
+        rescored = semicrf.segmentation_score(case.scores[b : b + 1], case.transition,
+                                              case.duration, [path], case.start)
+        _close(rescored, want.best[b : b + 1], "rescored path")

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from semicrf.crf import autograd, scoring, streaming, traced
+from semicrf.crf import autograd, blocked, scoring, streaming, traced
 from semicrf.crf.checks import Segment, check_inputs, check_segments, check_semantics
 
 BACKENDS = ("auto", "reference", "triton")
@@ -52,7 +52,7 @@ def _triton_backend():
 
 def select_backend(backend: str, scores: Tensor, semantics: str = "segments") -> autograd.Backend:
     """Resolve ``backend``: "auto" picks Triton on CUDA when it is installed and supports
-    ``semantics``, else the reference sweeps."""
+    ``semantics``, the blocked sweeps on CPU, else the reference sweeps."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
@@ -60,7 +60,7 @@ def select_backend(backend: str, scores: Tensor, semantics: str = "segments") ->
     module = _triton_backend()
     if backend == "auto":
         usable = module is not None and scores.is_cuda and semantics in module.SEMANTICS
-        return module.BACKEND if usable else streaming
+        return module.BACKEND if usable else (streaming if scores.is_cuda else blocked)
     if module is None:
         raise ValueError(
             "backend='triton' needs the triton package (pip install 'semicrf[gpu]') and a CUDA "
