@@ -20,16 +20,11 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -m fast -q
 
-# The README's main job: install + a small benchmark end to end on CPU.
+# The README's main job: install + a small benchmark end to end on CPU (settings: semicrf/demo.py).
 DEMO_DATA ?= data/demo
 DEMO_OUT ?= results/demo
 demo: $(STAMP)
-	$(BIN)/semicrf generate --output-dir $(DEMO_DATA) --num-train 32 --num-val 8 --num-test 8 \
-		--seq-length 4000 --seed 42
-	$(BIN)/semicrf run --data-dir $(DEMO_DATA) --output-dir $(DEMO_OUT) --encoder mamba_stub \
-		--max-duration 200 --hidden-dim 32 --num-layers 1 --batch-size 8 --epochs 3 \
-		--device cpu --log-every 2 --overwrite
-	$(BIN)/semicrf compare --results-dir $(DEMO_OUT)
+	$(BIN)/python -m semicrf.demo --data-dir $(DEMO_DATA) --output-dir $(DEMO_OUT)
 
 validate: $(STAMP)
 	$(BIN)/pytest -m validation -v
