@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo validate bench gpu-check gpu-wheels lint clean real-genes-data real-genes
+.PHONY: install test demo validate money-curve bench gpu-check gpu-wheels lint clean real-genes-data real-genes
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/pytest -m validation -v
+
+# The money curve (docs/validation.md): semicrf vs its geometric baselines across signals.
+money-curve: $(STAMP)
+	$(BIN)/python -m semicrf.validation.sweep --scale cpu
 
 bench: $(STAMP)
 	$(BIN)/pytest benchmarks -m benchmark --benchmark-only --benchmark-autosave

@@ -54,7 +54,8 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     assert set(result.predictions) == {*v.MODEL_NAMES, v.ABLATED_MODEL}
     for probe in (result.probe, result.shifted_probe):
         post = np.asarray(probe["posterior_durations"])
-        assert post.shape == (TINY.max_duration, 3) and (post >= 0).all() and post.sum() > 0
+        assert post.shape == (TINY.num_test, TINY.max_duration, 3)
+        assert (post >= 0).all() and post.sum() > 0
     entry = result.payload["models"]["semicrf"]
     assert entry["decoder"] == "viterbi" and set(entry["metrics_other_decoders"]) == {"posterior"}
     assert entry["test_loss"] > 0
@@ -175,6 +176,7 @@ def test_read_generator_overrides(tmp_path):
 def test_thresholds_are_the_spec_low_values():
     assert v.KL_THRESHOLDS == pytest.approx({"exon": 0.3, "intron": 0.5})
     assert v.LEARNED_KL_THRESHOLD == 0.3 and v.MEDIAN_REL_TOLERANCE == 0.25
+    assert v.LEARNED_KL_GEOMETRIC_FRACTION == 0.5
     assert v.KL_INTERVAL == "basic" and v.CLAIM_DECODER == "viterbi"
 
 
@@ -269,16 +271,33 @@ def test_learned_claims_known_answers():
     assert kl.estimate == pytest.approx(0, abs=1e-9) and kl.passed
     uniform = np.full_like(truth, 0.01)
     assert not v.learned_table_claim(uniform, truth).passed
-    # posterior durations: expected counts (any scale) of complete runs per length
-    median = v.posterior_median_claim(37.0 * truth, truth)
-    assert median.passed and median.estimate == 0 and median.details["true_median"] == 15
-    bad = v.posterior_median_claim(uniform, truth)
+    # the best geometric fit (a zero table, tilt-profiled) has exon KL 0.39 < 0.3 + 0.1: it must fail
+    from semicrf.metrics import tilt_profiled_pmf
+
+    geometric = v.learned_table_claim(tilt_profiled_pmf(np.zeros_like(truth), truth)[0], truth)
+    assert geometric.details["geometric_kl"] == pytest.approx(geometric.estimate)
+    assert geometric.threshold == pytest.approx(0.5 * geometric.estimate) and not geometric.passed
+    # posterior durations: expected counts (any scale) of complete runs per sequence and length
+    def per_seq(pmf, n=20):
+        return np.repeat((3.0 * pmf)[None], n, axis=0)
+
+    median = v.posterior_median_claim(per_seq(truth), truth, n_boot=50)
+    assert median.passed and median.estimate == 0 and median.ci_high == 0
+    assert median.details["true_median"] == 15
+    bad = v.posterior_median_claim(per_seq(uniform), truth, n_boot=50)
     assert not bad.passed and bad.details["learned_median"] == 50
     shifted = true_pmf_table(GeneratorConfig.from_dict(v.build_experiment("smoke").shifted_generator),
                              3, 100)
-    only = v.posterior_median_claim(truth, shifted, prefix="shifted_")
+    only = v.posterior_median_claim(per_seq(truth), shifted, prefix="shifted_", n_boot=50)
     assert only.id == "shifted_learned_exon_median" and only.passed is False
-    assert v.posterior_median_claim(shifted, shifted, prefix="shifted_").passed
+    assert v.posterior_median_claim(per_seq(shifted), shifted, prefix="shifted_", n_boot=50).passed
+    # sequences that disagree widen the interval: half short, half long exons
+    short, long_ = np.zeros_like(truth), np.zeros_like(truth)
+    short[13, 1], long_[19, 1] = 1.0, 1.0  # lengths 14 and 20 around the true median 15
+    mixed = np.stack([short, long_] * 20)
+    wide = v.posterior_median_claim(mixed, truth, n_boot=200)
+    assert wide.estimate == pytest.approx(1 / 15)  # the point estimate alone would pass
+    assert wide.ci_high == pytest.approx(5 / 15) and not wide.passed
 
 
 def test_ablation_claim_and_ablated_model():

@@ -18,6 +18,7 @@ from semicrf.validation.claims import (
     DURATION_CLASSES,
     KL_INTERVAL,
     KL_THRESHOLDS,
+    LEARNED_KL_GEOMETRIC_FRACTION,
     LEARNED_KL_THRESHOLD,
     MEDIAN_REL_TOLERANCE,
     N_BOOT,
@@ -58,7 +59,8 @@ from semicrf.validation.sweep import DEFAULT_SIGNALS, SWEEP_MODELS, signal_sweep
 
 __all__ = [
     "ABLATED_MODEL", "ALPHA", "BASELINES", "BOOT_SEED", "CLAIM_DECODER", "DEFAULT_SIGNALS",
-    "DURATION_CLASSES", "KL_INTERVAL", "KL_THRESHOLDS", "LEARNED_KL_THRESHOLD",
+    "DURATION_CLASSES", "KL_INTERVAL", "KL_THRESHOLDS", "LEARNED_KL_GEOMETRIC_FRACTION",
+    "LEARNED_KL_THRESHOLD",
     "MEDIAN_REL_TOLERANCE", "MODEL_NAMES", "N_BOOT", "SCALES", "SHIFTED_MODEL",
     "SPEC_EXPECTED_KL", "SWEEP_MODELS", "Claim", "Experiment", "ExperimentResult", "Scale",
     "ablate_durations", "ablation_claim", "absolute_kl_claim", "boundary_claim", "build_experiment",

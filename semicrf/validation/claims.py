@@ -28,6 +28,7 @@ from semicrf.metrics import (
     log_length_edges,
     per_sequence_log_histograms,
     pooled_kl,
+    tilt_profiled_pmf,
 )
 from semicrf.models import MODEL_NAMES
 from semicrf.pipeline import true_pmf_table
@@ -60,6 +61,9 @@ KL_INTERVAL = "basic"
 #: KL(true pmf || tilt-profiled learned exon pmf of the head) must be below this (the spec's
 #: "low" exon value).
 LEARNED_KL_THRESHOLD = 0.3
+#: ... and below this fraction of the KL of the best geometric fit (a zero table, tilt-profiled
+#: the same way), which is already close to 0.3 (0.42 for the spec's exons at K = 1000).
+LEARNED_KL_GEOMETRIC_FRACTION = 0.5
 #: The learned exon median (posterior run lengths on the test set) must lie within this
 #: relative distance of the true median.
 MEDIAN_REL_TOLERANCE = 0.25
@@ -190,41 +194,57 @@ def absolute_kl_claim(hist_semicrf: np.ndarray, hist_true: np.ndarray, cls: str,
 
 def learned_table_claim(learned_pmf: np.ndarray, true_pmf: np.ndarray) -> Claim:
     """KL(true exon pmf || the head's tilt-profiled exon pmf), both over 1..K, below
-    :data:`LEARNED_KL_THRESHOLD` (``learned_duration.pmf`` of metrics.json)."""
+    min(:data:`LEARNED_KL_THRESHOLD`, :data:`LEARNED_KL_GEOMETRIC_FRACTION` x the KL of the
+    best geometric fit) (``learned_duration.pmf`` of metrics.json is the tilt-profiled pmf)."""
     exon = class_names(NUM_CLASSES).index("exon")
     learned_pmf, true_pmf = np.asarray(learned_pmf), np.asarray(true_pmf)
     kl = duration_table_kl(learned_pmf, true_pmf)["exon"]
+    geometric = duration_table_kl(tilt_profiled_pmf(np.zeros_like(true_pmf), true_pmf)[0],
+                                  true_pmf)["exon"]
+    threshold = min(LEARNED_KL_THRESHOLD, LEARNED_KL_GEOMETRIC_FRACTION * geometric)
     return Claim(
         id="learned_exon_kl", title="learned exon pmf (tilt-profiled table) matches the truth",
-        statistic="KL(true exon pmf || tilt-profiled learned exon pmf)", estimate=kl, ci_low=None,
-        ci_high=None, threshold=LEARNED_KL_THRESHOLD, rule="estimate < threshold",
-        passed=bool(kl < LEARNED_KL_THRESHOLD),
-        note="single trained table: no test-set resampling applies (point estimate)",
+        statistic="KL(true exon pmf ‖ tilt-profiled learned exon pmf)", estimate=kl, ci_low=None,
+        ci_high=None, threshold=threshold, rule="estimate < threshold",
+        passed=bool(kl < threshold),
+        note=f"threshold min({LEARNED_KL_THRESHOLD}, {LEARNED_KL_GEOMETRIC_FRACTION} x {geometric:.3f}, "
+             "the best geometric fit's KL); single trained table: point estimate",
         details={"learned_median": discrete_median(learned_pmf[:, exon]),
-                 "true_median": discrete_median(true_pmf[:, exon])},
+                 "true_median": discrete_median(true_pmf[:, exon]), "geometric_kl": geometric},
     )
 
 
 def posterior_median_claim(posterior_durations: np.ndarray, true_pmf: np.ndarray, *,
-                           prefix: str = "") -> Claim:
-    """The median of the exon column of ``posterior_durations`` ((K, C) expected complete runs
-    per length on the test set, normalised over 1..K: tilt-free) within
-    :data:`MEDIAN_REL_TOLERANCE` of the median of the true exon pmf truncated to 1..K."""
+                           prefix: str = "", n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                           alpha: float = ALPHA) -> Claim:
+    """The median of semicrf's exon run lengths on the test set, tilt-free: the exon column of
+    ``posterior_durations`` ((S, K, C) expected complete runs per sequence and length) summed
+    over sequences and normalised over 1..K, against the median of the true exon pmf truncated
+    to 1..K. Statistic: the relative error; percentile bootstrap over sequences; pass iff the
+    upper bound is within :data:`MEDIAN_REL_TOLERANCE`."""
     exon = class_names(NUM_CLASSES).index("exon")
-    post = np.asarray(posterior_durations, dtype=np.float64)[:, exon]
+    post = np.asarray(posterior_durations, dtype=np.float64)[:, :, exon]
     truth = np.asarray(true_pmf, dtype=np.float64)[:, exon]
-    m_learned, m_true = discrete_median(post), discrete_median(truth)
-    rel = abs(m_learned - m_true) / m_true
+    m_true = discrete_median(truth)
+
+    def rel_error(rows: np.ndarray) -> float:
+        total = rows.sum(axis=0)
+        return abs(discrete_median(total) - m_true) / m_true if total.sum() > 0 else math.inf
+
+    res = bootstrap(rel_error, post, n_boot=n_boot, seed=seed, alpha=alpha)
+    total = post.sum(axis=0)
+    m_learned = discrete_median(total) if total.sum() > 0 else None
     return Claim(
         id=f"{prefix}learned_exon_median",
         title=f"{prefix}learned exon median within {MEDIAN_REL_TOLERANCE:.0%} of the true median",
-        statistic="|median(posterior exon run lengths) - median(true)| / median(true)",
-        estimate=rel, ci_low=None, ci_high=None, threshold=MEDIAN_REL_TOLERANCE,
-        rule="estimate <= threshold", passed=bool(rel <= MEDIAN_REL_TOLERANCE),
-        note=f"learned median {m_learned}, true median {m_true}; expected exon runs on the test "
-             f"set {post.sum():.1f}; point estimate",
-        details={"learned_median": m_learned, "true_median": m_true,
-                 "kl": kl_divergence(truth, post) if post.sum() > 0 else None},
+        statistic="rel. error of the median of posterior exon run lengths",
+        estimate=res["estimate"], ci_low=res["ci_low"], ci_high=res["ci_high"],
+        threshold=MEDIAN_REL_TOLERANCE, rule="ci_high <= threshold",
+        passed=bool(res["ci_high"] <= MEDIAN_REL_TOLERANCE),
+        note=f"learned median {m_learned}, true median {m_true}; expected complete exon runs on "
+             f"the test set {total.sum():.1f}",
+        details={"learned_median": m_learned, "true_median": m_true, "n_boot": n_boot,
+                 "kl": kl_divergence(truth, total) if total.sum() > 0 else None},
     )
 
 
@@ -350,13 +370,13 @@ def decide_claims(result: ExperimentResult, *, n_boot: int = N_BOOT, seed: int =
     truth = true_pmf_table(GeneratorConfig.from_dict(result.experiment.generator), NUM_CLASSES, k)
     learned = np.asarray(result.payload["models"]["semicrf"]["learned_duration"]["pmf"])
     claims.append(learned_table_claim(learned, truth))
-    base = posterior_median_claim(np.asarray(result.probe["posterior_durations"]), truth)
+    base = posterior_median_claim(result.probe["posterior_durations"], truth, **opts)
     claims.append(base)
     if result.shifted_payload is not None:
         shifted_truth = true_pmf_table(GeneratorConfig.from_dict(result.experiment.shifted_generator),
                                        NUM_CLASSES, k)
-        shifted = posterior_median_claim(np.asarray(result.shifted_probe["posterior_durations"]),
-                                         shifted_truth, prefix="shifted_")
+        shifted = posterior_median_claim(result.shifted_probe["posterior_durations"],
+                                         shifted_truth, prefix="shifted_", **opts)
         shifted.details["base_learned_median"] = base.details["learned_median"]
         claims.append(shifted)
     for m in MODEL_NAMES:

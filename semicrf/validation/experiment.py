@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from semicrf.atomic_io import write_json
+from semicrf.atomic_io import save_npz, write_json
 from semicrf.crf.head import DECODERS, SemiCRFHead
 from semicrf.data import GeneratorConfig, generate_dataset, load_split
 from semicrf.environment import git_state, machine_info
@@ -55,7 +55,8 @@ SHIFTED_MODEL = "semicrf@shifted"
 SHIFT_EXON_FACTOR = 2.0
 #: The semicrf decoded with its duration model replaced by the uniform one (the ablation).
 ABLATED_MODEL = "semicrf_ablated"
-PROBE_FILENAME = "probe.json"
+PROBE_FILENAME = "probe.json"  # written last: the probe finished
+PROBE_DURATIONS = "probe_durations.npz"
 
 
 
@@ -260,37 +261,46 @@ def ablate_durations(model: SegmentationModel) -> SegmentationModel:
 
 
 @torch.no_grad()
-def probe_semicrf(run_dir: Path, data_dir: Path, num_threads: int = 1) -> dict[str, Any]:
+def probe_semicrf(run_dir: Path, data_dir: Path, num_threads: int = 1,
+                  device: torch.device | str = "cpu") -> dict[str, Any]:
     """Probe the best ``semicrf`` checkpoint of ``run_dir`` on the test split of ``data_dir``.
 
-    Writes ``predictions/semicrf_ablated.npz`` (Viterbi labels of :func:`ablate_durations`)
-    and returns (and writes as ``probe.json``) ``posterior_durations``: the expected number
-    of complete runs of each length 1..K and label, (K, C), summed over the test sequences
-    (:meth:`SemiCRFHead.posterior_durations`, the model's own length distribution on data).
+    Writes ``predictions/semicrf_ablated.npz`` (Viterbi labels of :func:`ablate_durations`),
+    ``probe_durations.npz`` (``posterior_durations`` (S, K, C): per test sequence the expected
+    number of complete runs of each length 1..K and label,
+    :meth:`SemiCRFHead.posterior_durations`, the model's own length distribution on data) and
+    ``probe.json`` (checkpoint epoch, time) last. Returns :func:`load_probe`'s dict.
     """
-    path = run_dir / PROBE_FILENAME
-    if path.is_file() and (run_dir / "predictions" / f"{ABLATED_MODEL}.npz").is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+    if (run_dir / PROBE_FILENAME).is_file():
+        return load_probe(run_dir)
     records = load_split(data_dir, "test")
-    state = torch.load(run_dir / "checkpoints" / "semicrf_best.pt", map_location="cpu",
-                       weights_only=False)
+    checkpoint = run_dir / "checkpoints" / "semicrf_best.pt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
     started = time.perf_counter()
     with torch_threads(num_threads):
-        model = load_checkpoint(run_dir / "checkpoints" / "semicrf_best.pt").eval()
+        model = load_checkpoint(checkpoint, device).eval()
         ablated = ablate_durations(model)
-        total = torch.zeros(cfg.max_duration, cfg.num_labels, dtype=torch.float64)
+        per_sequence: list[np.ndarray] = []
         preds: list[np.ndarray] = []
         for batch in make_loader(records, cfg, shuffle_epoch=None):
-            feats, lengths = batch["features"], batch["lengths"]
+            feats, lengths = batch["features"].to(device), batch["lengths"].to(device)
             hidden = model.encoder(feats, lengths)
-            total += model.head.posterior_durations(hidden, lengths).double().sum(0)
+            per_sequence.append(model.head.posterior_durations(hidden, lengths).double().cpu().numpy())
             labels, _ = ablated.head.decode(hidden, lengths)
-            preds.extend(labels[b, : int(n)].numpy() for b, n in enumerate(lengths.tolist()))
+            preds.extend(labels[b, : int(n)].cpu().numpy() for b, n in enumerate(lengths.tolist()))
     save_predictions(run_dir / "predictions" / f"{ABLATED_MODEL}.npz", preds)
-    probe = {"posterior_durations": total.numpy().tolist(), "checkpoint_epoch": state.get("best_epoch"),
-             "time_s": time.perf_counter() - started}
-    write_json(path, probe)
+    save_npz(run_dir / PROBE_DURATIONS, posterior_durations=np.concatenate(per_sequence))
+    write_json(run_dir / PROBE_FILENAME, {"checkpoint_epoch": state.get("best_epoch"),
+                                          "time_s": time.perf_counter() - started})
+    return load_probe(run_dir)
+
+
+def load_probe(run_dir: Path) -> dict[str, Any]:
+    """``probe.json`` of ``run_dir`` plus ``posterior_durations`` (S, K, C) float64."""
+    probe = json.loads((run_dir / PROBE_FILENAME).read_text(encoding="utf-8"))
+    with np.load(run_dir / PROBE_DURATIONS) as data:
+        probe["posterior_durations"] = data["posterior_durations"].astype(np.float64)
     return probe
 
 
@@ -341,14 +351,15 @@ def run_experiment(
     _add_time(root, "train_four_models", time.perf_counter() - started)
     if "semicrf" in experiment.models:
         started = time.perf_counter()
-        probe_semicrf(root / "run", data, scale.run.num_threads())
+        probe_semicrf(root / "run", data, scale.run.num_threads(), scale.run.resolve_device())
         _add_time(root, "probe_semicrf", time.perf_counter() - started)
     if experiment.shifted_generator is not None:
         started = time.perf_counter()
         shifted = _ensure_data(root / "shifted" / "data", experiment.shifted_generator, scale)
         run_benchmark(run_config(scale, shifted, root / "shifted" / "run", ("semicrf",)),
                       progress=progress)
-        probe_semicrf(root / "shifted" / "run", shifted, scale.run.num_threads())
+        probe_semicrf(root / "shifted" / "run", shifted, scale.run.num_threads(),
+                      scale.run.resolve_device())
         _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
     timing = json.loads((root / "timing.json").read_text())
     write_json(marker, to_jsonable({
@@ -372,12 +383,12 @@ def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> 
     probe: dict[str, Any] = {}
     if "semicrf" in experiment.models:
         decoded["viterbi"][ABLATED_MODEL] = load_predictions(folder / f"{ABLATED_MODEL}.npz")
-        probe = json.loads((root / "run" / PROBE_FILENAME).read_text(encoding="utf-8"))
+        probe = load_probe(root / "run")
     true_labels = [r.labels for r in load_split(root / "data", "test")]
     shifted = shifted_probe = None
     if experiment.shifted_generator is not None:
         shifted = load_results(root / "shifted" / "run")
-        shifted_probe = json.loads((root / "shifted" / "run" / PROBE_FILENAME).read_text(encoding="utf-8"))
+        shifted_probe = load_probe(root / "shifted" / "run")
     marker = root / "complete.json"
     timing = json.loads(marker.read_text())["timing"] if marker.is_file() else {}
     return ExperimentResult(experiment, root, payload, decoded, true_labels, shifted, timing,

@@ -112,9 +112,8 @@ def write_report(
         },
         "claims": [asdict(c) | {"verdict": c.verdict} for c in claims],
         "posterior_decoder": [asdict(c) | {"verdict": c.verdict} for c in beside],
-        "probe": {"semicrf": {k: v for k, v in result.probe.items() if k != "posterior_durations"},
-                  SHIFTED_MODEL: {k: v for k, v in (result.shifted_probe or {}).items()
-                                  if k != "posterior_durations"}},
+        "probe": {name: {k: v for k, v in (probe or {}).items() if k != "posterior_durations"}
+                  for name, probe in (("semicrf", result.probe), (SHIFTED_MODEL, result.shifted_probe))},
         "summary": {"passed": sum(c.passed is True for c in claims),
                     "failed": sum(c.passed is False for c in claims),
                     "not_run": sum(c.passed is None for c in claims)},
@@ -166,7 +165,8 @@ def _claim_rows(claims: Sequence[Mapping[str, Any]]) -> list[str]:
     for c in claims:
         ci = (f"[{_fmt(c['ci_low'], 4)}, {_fmt(c['ci_high'], 4)}]"
               if c["ci_low"] is not None else "-")
-        rows.append(f"| {c['id']} | {c['statistic']} | {_fmt(c['estimate'], 4)} | {ci} | "
+        statistic = c["statistic"].replace("|", "\\|")  # a table cell
+        rows.append(f"| {c['id']} | {statistic} | {_fmt(c['estimate'], 4)} | {ci} | "
                     f"{_fmt(c['threshold'], 4)} | {c['rule']} | **{c['verdict']}** |")
     return rows
 
@@ -200,7 +200,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"{scale['num_train']}/{scale['num_val']}/{scale['num_test']} sequences, encoder "
         f"{run['encoder']} (hidden {run['hidden_dim']}, {run['num_layers']} layer(s)), "
         f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs, "
-        f"torch threads while training {run['threads']}, "
+        f"torch threads while training {run['threads']}, semicrf duration form "
+        f"{run.get('duration_form', 'table')}, claims decoded with {report['thresholds']['claim_decoder']}, "
         f"signal {exp['generator']['signal']}.",
         "",
         "Ground truth (median, min-max; the changed ground truth doubles the exon):",
