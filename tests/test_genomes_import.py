@@ -81,6 +81,18 @@ def test_exon_and_intron_labels_of_a_minus_strand_gene(tmp_path: Path) -> None:
     expected[200:250] = INTRON
     expected[250:300] = EXON
     np.testing.assert_array_equal(labels, expected)
+    assert [g.gene_id for g in genes] == ["a.m"]  # locus name + the file's gene ID
+
+
+def test_gene_ids_repeated_across_records_stay_unique(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    records = [(f"r{i}", random_dna(300, rng), [GeneSpec("same", 1, [(50, 120), (180, 240)])])
+               for i in range(6)]
+    write_genbank(tmp_path / "s.gb", records)
+    out = import_dataset(tmp_path / "d", genbank=tmp_path / "s.gb", seq_length=200, seed=0)
+    ids = [t.gene_id for split in ("train", "val", "test")
+           for ts in read_gff3(out / f"{split}.loci.gff3").values() for t in ts]
+    assert sorted(ids) == [f"r{i}.same" for i in range(6)]
 
 
 def test_five_classes_label_utrs(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class Locus:
 
     ``seqid``/``start``/``end``/``strand``: where it lies on the input record (0-based,
     end-exclusive; strand of its gene). ``sequence`` and ``transcript`` are oriented (local
-    coordinates).
+    coordinates); the transcript's gene ID is ``{locus name}.{gene ID in the file}``.
     """
 
     name: str
@@ -105,7 +105,9 @@ def extract_loci(records: Sequence[AnnotatedSequence], max_flank: int | None = N
                 lo, hi = max(lo, t.start - max_flank), min(hi, t.end + max_flank)
             whole = lo == 0 and hi == len(rec)
             name = rec.seqid if whole and len(genes) == 1 else f"{rec.seqid}:{lo + 1}-{hi}"
-            seq, local = rec.sequence[lo:hi], t.shifted(-lo, seqid=name)
+            seq = rec.sequence[lo:hi]
+            # gene IDs are only unique within their file; the locus name makes them unique
+            local = replace(t.shifted(-lo, seqid=name), gene_id=f"{name}.{t.gene_id}")
             if t.strand == -1:
                 seq, local = reverse_complement(seq), local.reverse_complemented(hi - lo)
             loci.append(Locus(name, rec.seqid, lo, hi, t.strand, seq, local))
