@@ -17,6 +17,7 @@ import pytest
 
 from semicrf.cli import main as cli_main
 from semicrf.cli.run import add_arguments, config_from_args
+from semicrf.crf.head import DECODERS, DURATION_FORMS
 from semicrf.data import FEATURE_KINDS, generate_dataset
 from semicrf.encoders import ENCODER_NAMES
 from semicrf.models import MODEL_NAMES
@@ -77,7 +78,8 @@ def test_choices_come_from_the_constants():
     add_arguments(parser)
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
     assert choices == {"encoder": ENCODER_NAMES, "features": FEATURE_KINDS, "device": ("cuda", "cpu"),
-                       "backend": CRF_BACKENDS, "models": MODEL_NAMES}
+                       "backend": CRF_BACKENDS, "models": MODEL_NAMES, "decoder": DECODERS,
+                       "duration_form": DURATION_FORMS}
     assert {f.name for f in dataclasses.fields(RunConfig)} <= {a.dest for a in parser._actions}
 
 
