@@ -2,7 +2,7 @@
 
 Times forward+backward of log Z (all gradients; runs semantics with a tail by default), the
 forward alone and Viterbi (segments semantics) at the issue's shapes, as medians over
-``--reps`` runs, and prints one JSON object with the medians (seconds) and the ratios
+``--reps`` runs (alternating between the backends), and prints one JSON object with the medians (seconds) and the ratios
 reference / blocked::
 
     .venv/bin/python benchmarks/fast_vs_reference.py --reps 3 [--shapes B16-T20000 B4-T2000]
@@ -68,13 +68,16 @@ def decode(backend, shape, dtype) -> streaming.ViterbiSweep:
     return backend.viterbi(streaming.prepare(scores, transition, duration, lengths, None))
 
 
-def median_time(fn, reps: int) -> float:
-    times = []
+def median_times(fns: dict, reps: int) -> dict:
+    """Median seconds of each callable; the reps alternate between them, so that a machine
+    shared with other work slows all of them alike."""
+    times = {name: [] for name in fns}
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -96,9 +99,10 @@ def main() -> None:
         shape = SHAPES[name]
         for task, fn, dtype in tasks:
             row = {"shape": name, "task": task, "dtype": str(dtype).replace("torch.", "")}
-            for label, backend in BACKENDS.items():
-                run = lambda fn=fn, backend=backend, shape=shape, dtype=dtype: fn(backend, shape, dtype)  # noqa: E731,E501
-                row[label] = median_time(run, args.reps)
+            runs = {label: (lambda fn=fn, backend=backend, shape=shape, dtype=dtype:
+                            fn(backend, shape, dtype))
+                    for label, backend in BACKENDS.items()}
+            row.update(median_times(runs, args.reps))
             row["ratio"] = row["reference"] / row["blocked"]
             result["runs"].append(row)
             print(json.dumps(row), flush=True)

@@ -164,7 +164,7 @@ def test_window_sum_repairs_an_underflowed_row(monkeypatch):
     """A row whose only segments start where w is 1000 below the window maximum underflows in
     the rescaled product; the check recomputes it exactly (without it the row is garbage)."""
     duration = torch.zeros(1, 4, dtype=torch.float64)  # K = 4, one label
-    win = blocked._Window(duration, block=2, group=2)
+    win = blocked._Window(duration, torch.ones(1, 1, dtype=torch.float64), block=2, group=2)
     width = win.width
     w = torch.zeros(1, 1, width, dtype=torch.float64)  # (C, B, slots)
     w[0, 0, 0] = 1000.0  # slot 0 is farther back than K from every row

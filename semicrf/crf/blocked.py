@@ -1,27 +1,29 @@
-"""Fast CPU sweeps of the Semi-CRF: blocked linear-space sums with exact repair.
+"""Fast CPU sweeps of the Semi-CRF (backend "auto" on CPU): blocked linear-space sums.
 
-The reference sweeps (``streaming``) evaluate one K-wide log-sum-exp per position. Here the
-positions are taken in blocks of ``BLOCK`` and the work is split in two:
+The reference sweeps (``streaming``) evaluate one K-wide log-sum-exp per position. Here
+positions come in groups of ``GROUP`` and blocks of ``BLOCK`` (docs/fast_cpu.md):
 
-* the *past* part of a block (segments that start before it) is one matrix product per label:
-  the Toeplitz matrix ``exp(duration - max)`` (the same for every block) times the previous
-  window of ``exp(w - chunk max)``, batched over the sequences (BLAS, float64);
-* the *intra-block* part (segments that start inside the block) is a unit lower-triangular
-  linear system of size ``BLOCK * C`` per sequence, solved with one ``solve_triangular``,
-  in variables rescaled by the prefix of the per-position best emission so that every
-  factor is at most ``exp(max duration)``.
+* segments that start before a group are one matrix product per label: the previous window
+  of ``exp(w - chunk max)``, rescaled to its largest chunk, times the Toeplitz matrix
+  ``exp(duration - max)`` (the same for every group), batched over the sequences (BLAS);
+  segments from earlier blocks of the group likewise;
+* runs longer than K (runs semantics) are one ``logcumsumexp`` per group, censored edges
+  known O(T C) terms;
+* segments inside a block are a unit lower-triangular linear system of size ``BLOCK * C``
+  per sequence, solved by one ``solve_triangular`` in variables rescaled by the prefix of
+  each position's best emission, so that every coefficient is at most exp(max duration).
 
-Every linear-space quantity is checked: a past sum below ``_PAST_TINY`` is recomputed in
-log space from its window, and a block whose solved values leave ``[_TINY, _HUGE]`` (or are
-not finite) is recomputed position by position in log space, so the result always equals
-the reference sweep up to float64 rounding. The duration mass of the backward is a
-cross-correlation of ``exp(gamma)`` and ``exp(u)`` evaluated in tiles of ``TILE`` positions:
-one batched matrix product per tile offset, with the same kind of checked rescaling.
+Every linear-space value is checked: a window sum below ``_PAST_TINY`` is recomputed in log
+space from its window, and a block whose values leave ``[_TINY, _HUGE]`` (or whose rescaled
+emissions span more than ``_SPREAD``) is recomputed position by position in log space, so the
+result equals the reference sweep up to float64 rounding. The backward is the same engine on
+each sequence reversed at its own length; its duration mass is a cross-correlation of
+``exp(gamma)`` and ``exp(u)`` summed over rectangles of tiles by batched matrix products,
+with the same kind of checked rescaling. Viterbi bounds the window maximum chunk by chunk
+(branch and bound) and evaluates only the chunks that can win.
 
-The backward is the forward recursion run on each sequence reversed at its own length
-(the segment-start completions ``out`` play the part of ``alpha``, ``u`` that of ``gamma``),
-so one engine serves both directions. Layout inside this module is label-major first,
-(C, B, positions); results are returned in ``streaming``'s dataclasses and layout.
+Layout inside this module is label-major first, (C, B, positions); results are returned in
+``streaming``'s dataclasses and layout, and ``streaming.gradients`` is shared.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from torch import Tensor
 from semicrf.crf import streaming
 from semicrf.crf.streaming import NEG, BackwardSweep, ForwardSweep, Model64, ViterbiSweep
 
-# Positions per block (the size of the triangular systems is BLOCK * C).
-BLOCK = 16
+# Positions per block (the size of the triangular systems is BLOCK * C): larger blocks cost
+# fewer Python-level operations, smaller ones a smaller (B, (P C)^2) system per block;
+# measured best: 64 for B C <= 12, else 32.
+BLOCK, SMALL_BATCH_BLOCK = 32, 64
 # Positions per group: the window before a group is summed by one product of width GROUP.
-GROUP = 64
+GROUP = 128
 # Largest range of the rescaled emissions e inside one block (see _intra_linear).
 _SPREAD = 600.0
 # Positions per tile of the duration-mass correlation.
@@ -66,13 +70,13 @@ def _lse(x: Tensor, dim: int) -> Tensor:
 
 
 class _Window:
-    """Constant tensors of the window recursion for one duration table.
+    """Constant tensors of the window recursion for one duration table and exp(mix).
 
     Positions come in groups of ``group`` (a multiple of ``block``); the window before a
-    group is ``width`` positions (a whole number of chunks of ``block``, at least K).
+    group is ``width`` positions (a whole number of chunks of ``block``, at least K + 1).
     """
 
-    def __init__(self, duration: Tensor, block: int, group: int) -> None:
+    def __init__(self, duration: Tensor, expmix: Tensor, block: int, group: int) -> None:
         labels, max_len = duration.shape
         dev = duration.device
         self.block, self.group = block, group
@@ -95,13 +99,9 @@ class _Window:
         ok = (lag_in >= 1) & (lag_in <= max_len)
         log_in = duration[:, (lag_in - 1).clamp(0, max_len - 1)]
         self.log_intra = log_in.masked_fill(~ok, -math.inf)  # (C, P, P)
-        self.intra_t = (log_in.exp() * ok).permute(1, 0, 2).contiguous()  # (P, C, P) [t, c, s]
-        self.coupling = self.intra_t
-
-    def couple(self, expmix: Tensor) -> None:
-        """coupling (P, C, P * C): -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']."""
-        block, labels, _ = self.intra_t.shape
-        self.coupling = (self.intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
+        intra_t = (log_in.exp() * ok).permute(1, 0, 2)  # (P, C, P) [t, c, s]
+        # -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']: the block system's entries
+        self.coupling = (intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
             block, labels, block * labels)
 
 
@@ -168,7 +168,8 @@ def _sum_engine(
         group = max(1, min(group, max_len + 1))
     block = min(block, group)
     group -= group % block
-    win = _Window(duration, block, group)
+    expmix = mix.exp()
+    win = _Window(duration, expmix, block, group)
     width = win.width
     ngroups = -(-(n1 - 1) // group)
     # buffer slot of position t is width - 1 + t; chunk j covers slots [j P, (j+1) P)
@@ -184,8 +185,6 @@ def _sum_engine(
     phi = torch.zeros(batch, n1, dtype=f64, device=dev)
     torch.cumsum(prefix.diff(dim=2).amax(0), dim=1, out=phi[:, 1:])
     rel = prefix - phi
-    expmix = mix.exp()
-    win.couple(expmix)
     work = torch.empty(batch * (block * labels) ** 2, dtype=f64, device=dev)
     window_work = torch.empty(labels * batch * max(width, group), dtype=f64, device=dev)
     run_tail = run_moment = None
@@ -308,11 +307,19 @@ def _cut(flags: Tensor | None, values: Tensor) -> Tensor:
     return values if flags is None else values.masked_fill(flags.view(1, -1), NEG)
 
 
-def forward_sweep(m: Model64, block: int = BLOCK, group: int = GROUP) -> ForwardSweep:
+def _block(m: Model64, block: int | None) -> int:
+    batch, _, labels, _ = m.shape
+    if block is not None:
+        return block
+    return SMALL_BATCH_BLOCK if batch * labels <= 12 else BLOCK
+
+
+def forward_sweep(m: Model64, block: int | None = None, group: int = GROUP) -> ForwardSweep:
     """alpha, gamma and log Z as ``streaming.forward_sweep`` computes them."""
     if not _supported(m):
         return streaming.forward_sweep(m)
     batch, length, labels, max_len = m.shape
+    block = _block(m, block)
     prefix = _label_major(m.prefix)  # (C, B, T + 1)
     edges = streaming.edge_terms(m)
     # a censored first run is scored by its survival (edges.first), not from gamma[0]
@@ -336,7 +343,7 @@ def _reverse_index(lengths: Tensor, n1: int) -> Tensor:
 
 
 def backward_sweep(
-    m: Model64, fwd: ForwardSweep, with_duration: bool = True, block: int = BLOCK,
+    m: Model64, fwd: ForwardSweep, with_duration: bool = True, block: int | None = None,
     group: int = GROUP, tile: int = TILE,
 ) -> BackwardSweep:
     """u, out, the duration mass and the tail masses as ``streaming.backward_sweep``
@@ -345,6 +352,7 @@ def backward_sweep(
         return streaming.backward_sweep(m, fwd, with_duration)
     batch, length, labels, max_len = m.shape
     dev, f64 = m.prefix.device, torch.float64
+    block = _block(m, block)
     prefix = _label_major(m.prefix)  # (C, B, T + 1)
     src = _reverse_index(m.lengths, length + 1).unsqueeze(0).expand(labels, batch, length + 1)
     end = prefix.gather(2, m.lengths.view(1, batch, 1).expand(labels, batch, 1))  # S[L]
