@@ -218,9 +218,10 @@ def torch_threads(num: int) -> Iterator[None]:
 
 
 def _settings(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
-    """The fields of a run config that must not change on --resume."""
+    """The fields of a run config that must not change on --resume (a saved config.json
+    without a field, written before the field existed, has its default)."""
     values = asdict(cfg) if isinstance(cfg, RunConfig) else cfg
-    return {f.name: to_jsonable(values.get(f.name)) for f in dataclasses.fields(RunConfig)
+    return {f.name: to_jsonable(values.get(f.name, f.default)) for f in dataclasses.fields(RunConfig)
             if f.metadata["same_on_resume"]}
 
 

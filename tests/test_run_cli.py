@@ -199,3 +199,16 @@ def test_every_flag_is_documented():
     missing = [f.name for f in dataclasses.fields(RunConfig)
                if f"--{f.name.replace('_', '-')}" not in text]
     assert not missing
+
+
+def test_resume_check_reads_older_config_files(tmp_path):
+    from semicrf.pipeline import check_output_dir
+
+    cfg = RunConfig(data_dir="d", output_dir=str(tmp_path), resume=True, models=("linear",))
+    saved = dataclasses.asdict(cfg)
+    del saved["weight_decay"]  # a config.json written before the flag existed: its default
+    (tmp_path / "config.json").write_text(json.dumps(saved, default=list))
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"softmax": {"x": 1}, "linear": {}}}))
+    assert check_output_dir(cfg) == {"softmax": {"x": 1}}
+    with pytest.raises(ValueError, match="--lr: 0.001 -> 0.01"):
+        check_output_dir(dataclasses.replace(cfg, lr=1e-2))
