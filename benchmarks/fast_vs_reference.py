@@ -62,8 +62,7 @@ def forward_only(backend, shape, dtype) -> torch.Tensor:
 
 
 def decode(backend, shape, dtype) -> streaming.ViterbiSweep:
-    """Viterbi in segments semantics (the blocked Viterbi of runs with a tail is the
-    reference's)."""
+    """Viterbi in segments semantics."""
     scores, transition, duration, lengths = inputs(shape, dtype)
     return backend.viterbi(streaming.prepare(scores, transition, duration, lengths, None))
 

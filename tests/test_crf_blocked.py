@@ -294,3 +294,19 @@ def test_viterbi_adversarial_and_long_segments(seed):
         rescored = semicrf.segmentation_score(case.scores[b : b + 1], case.transition,
                                               case.duration, [path], case.start)
         _close(rescored, want.best[b : b + 1], "rescored path")
+
+
+@pytest.mark.parametrize("cut", ["none", "random", "all"])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shape", [(3, 40, 7, 3), (2, 33, 50, 2), (3, 60, 4, 2), (2, 1, 5, 3)])
+def test_runs_viterbi_equals_the_reference(shape, seed, cut):
+    """Runs semantics: tail runs (begin tracked across groups), censored first / last runs."""
+    batch, length, max_len, labels = shape
+    case = random_case(batch, length, max_len, labels, seed, scale=1.0 + seed)
+    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start,
+                          **_runs(case, seed, cut))
+    want = streaming.viterbi_sweep(m)
+    for sizes in ({"chunk": 2, "group": 4}, {}):
+        got = blocked.viterbi_sweep(m, **sizes)
+        _close(got.best, want.best, "best score")
+        assert streaming.traceback(got, m.lengths) == streaming.traceback(want, m.lengths)

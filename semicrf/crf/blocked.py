@@ -517,7 +517,7 @@ class _MaxWindow:
         labels, max_len = duration.shape
         dev = duration.device
         self.chunk, self.group = chunk, group
-        self.chunks = -(-max_len // chunk)
+        self.chunks = max_len // chunk + 1  # width >= K + 1: the tail reads w[t - K - 1]
         self.width = self.chunks * chunk
         rows = torch.arange(group, device=dev).view(group, 1)
         slots = torch.arange(self.width, device=dev).view(1, self.width)
@@ -571,16 +571,21 @@ def _far_max(w: Tensor, cmax: Tensor, lo: int, rows: int, win: _MaxWindow) -> tu
 
 
 def _max_engine(
-    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, chunk: int, group: int
-) -> tuple[Tensor, Tensor, Tensor]:
+    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, chunk: int, group: int,
+    extra: Tensor | None = None, tail: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The window recursion in the (max, +) semiring with back-pointers, forward in position.
 
-    Arguments as for :func:`_sum_engine`. Returns v (C, B, N + 1) (v[0] = NEG), the best
-    segment length ending at each position (C, B, N + 1) and the best previous label of a
-    segment starting there (C, B, N + 1), both int32.
+    Arguments as for :func:`_sum_engine` (``extra`` is a run from position 0, length t).
+    Returns v and w (C, B, N + 1) (v[0] = NEG), the best segment length ending at each
+    position and the best previous label of a segment starting there (C, B, N + 1, int32).
     """
     labels, batch, n1 = prefix.shape
     dev, f64 = prefix.device, torch.float64
+    max_len = duration.shape[1]
+    if tail is not None:  # H of a group must depend on earlier groups only
+        group = min(group, max_len + 1)
+        chunk = min(chunk, group)
     group = max(chunk, group - group % chunk)
     win = _MaxWindow(duration, chunk, group)
     width = win.width
@@ -598,11 +603,34 @@ def _max_engine(
     pick = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
     prev = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
     into = torch.empty(labels, batch, dtype=f64, device=dev)
+    if tail is not None:
+        carry = torch.full((labels, batch, 1), NEG, dtype=f64, device=dev)
+        carry_begin = torch.zeros(labels, batch, 1, dtype=torch.int64, device=dev)
     for g in range(ngroups):
         g0 = 1 + g * group
         ge = min(group, n1 - g0)
         s0 = width - 1 + g0
         far, far_slot = _far_max(w, cmax, s0 - width, ge, win)
+        rows = torch.arange(ge, device=dev)
+        far_len = rows + width - far_slot
+        if tail is not None:  # H[t] = max(H[t-1], w[t-K-1] + D[K-1]) + tail, from the start
+            steps = rows.to(f64)
+            terms = (w[:, :, s0 - max_len - 1 : s0 - max_len - 1 + ge] + duration[:, -1:].unsqueeze(1)
+                     - tail.view(-1, 1, 1) * steps)
+            top, arg = torch.cummax(terms, dim=2)
+            fresh = top > carry  # a run starting in this group beats the carried one
+            drift = tail.view(-1, 1, 1) * (steps + 1)
+            run = torch.where(fresh, top, carry) + drift
+            begin = torch.where(fresh, g0 + arg - max_len - 1, carry_begin)
+            carry, carry_begin = run[:, :, -1:], begin[:, :, -1:]
+            better = run > far
+            far = torch.where(better, run, far)
+            far_len = torch.where(better, g0 + rows - begin, far_len)
+        if extra is not None:  # a censored first run [0, t)
+            edge = extra[:, :, g0 : g0 + ge]
+            better = edge > far
+            far = torch.where(better, edge, far)
+            far_len = torch.where(better, g0 + rows, far_len)
         vg = v[:, :, g0 : g0 + ge]
         for p in range(ge):
             t = g0 + p
@@ -613,32 +641,41 @@ def _max_engine(
             a_t = vg[:, :, p] + prefix[:, :, t]
             torch.max(a_t.unsqueeze(1) + mix3, 0, out=(into, prev[:, :, p]))
             torch.sub(into, prefix[:, :, t], out=w[:, :, s0 + p])
-        rows = torch.arange(ge, device=dev)
         chosen = pick[:, :, :ge]
-        seg_len = torch.where(chosen == 0, rows + width - far_slot, rows - (chosen - 1))
+        seg_len = torch.where(chosen == 0, far_len, rows - (chosen - 1))
         back_len[:, :, g0 : g0 + ge] = seg_len.to(torch.int32)
         back_label[:, :, g0 : g0 + ge] = prev[:, :, :ge].to(torch.int32)
         done = w[:, :, s0 : s0 + group].view(labels, batch, group // chunk, chunk).amax(3)
         cmax[:, :, s0 // chunk : s0 // chunk + group // chunk] = done
-    return v, back_len, back_label
+    return v, w[:, :, width - 1 : width - 1 + n1], back_len, back_label
 
 
 def viterbi_sweep(m: Model64, chunk: int = CHUNK, group: int = GROUP) -> ViterbiSweep:
     """The max-product sweep as ``streaming.viterbi_sweep`` computes it (best scores are
-    exact; among exactly tied segmentations another one may be returned). Runs semantics
-    with a tail or censored edges go to the reference sweep."""
-    if not _supported(m) or m.has_tail or m.censored is not None:
+    exact; among exactly tied segmentations another one may be returned)."""
+    if not _supported(m):
         return streaming.viterbi_sweep(m)
     batch, length, labels, max_len = m.shape
     prefix = _label_major(m.prefix)
-    w0 = m.start.view(labels, 1).expand(labels, batch)
-    v, back_len, back_label = _max_engine(prefix, m.transition, m.duration, w0, chunk, group)
+    edges = streaming.edge_terms(m)
+    w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
+    extra = None if edges.first is None else _label_major(edges.first)
+    v, w, back_len, back_label = _max_engine(prefix, m.transition, m.duration, w0, chunk,
+                                             group, extra, _tail_of(m))
     alpha = _label_major(v + prefix)
-    ends = streaming._end_prefix_of(alpha, m)
-    best, last_label = torch.max(ends, dim=1)
+    best, last_label = torch.max(streaming._end_prefix_of(alpha, m), dim=1)
     back_len = _label_major(back_len)
     last_len = back_len.gather(2, m.lengths.view(batch, 1, 1).expand(batch, labels, 1)).squeeze(2)
     last_begin = m.lengths - last_len.gather(1, last_label.view(batch, 1)).squeeze(1).long()
+    if edges.last is not None:  # as in streaming.viterbi_sweep: a censored last run from s
+        gamma = torch.full((batch, labels, max_len + length), NEG, dtype=torch.float64,
+                           device=prefix.device)
+        gamma[:, :, max_len:] = w[:, :, :length].transpose(0, 1)
+        cut_best, flat = torch.max(streaming.last_run_terms(m, gamma, edges).flatten(1), dim=1)
+        last_cut = m.censored[:, 1]
+        best = torch.where(last_cut, cut_best, best)
+        last_label = torch.where(last_cut, flat // length, last_label)
+        last_begin = torch.where(last_cut, flat % length, last_begin)
     return ViterbiSweep(best, last_label, last_begin, back_len,
                         _label_major(back_label)[:, :, :length].contiguous())
 
