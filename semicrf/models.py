@@ -35,8 +35,9 @@ class SoftmaxHead(nn.Module):
         super().__init__()
         self.projection = nn.Linear(hidden_dim, num_labels)
 
-    def loss(self, hidden: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
-        """Mean cross-entropy over the positions inside each length."""
+    def loss(self, hidden: Tensor, lengths: Tensor, labels: Tensor,
+             censored: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy over the positions inside each length (``censored`` unused)."""
         target = labels.masked_fill(~length_mask(lengths, labels.shape[1]), PAD_LABEL)
         logits = self.projection(hidden)
         return functional.cross_entropy(
@@ -44,7 +45,8 @@ class SoftmaxHead(nn.Module):
         )
 
     @torch.no_grad()
-    def decode(self, hidden: Tensor, lengths: Tensor, decoder: str = "viterbi") -> tuple[Tensor, None]:
+    def decode(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None,
+               decoder: str = "viterbi") -> tuple[Tensor, None]:
         """Per-position argmax (every decoder is the same here: positions are independent)."""
         labels = self.projection(hidden).argmax(-1)
         return labels.masked_fill(~length_mask(lengths, labels.shape[1]), PAD_LABEL), None
@@ -57,24 +59,29 @@ class SegmentationModel(nn.Module):
         super().__init__()
         self.name, self.encoder, self.head = name, encoder, head
 
-    def loss(self, features: Tensor, lengths: Tensor, labels: Tensor) -> Tensor:
-        """Scalar training loss, normalised per position."""
-        return self.head.loss(self.encoder(features, lengths), lengths, labels)
+    def loss(self, features: Tensor, lengths: Tensor, labels: Tensor,
+             censored: Tensor | None = None) -> Tensor:
+        """Scalar training loss, normalised per position. ``censored`` (B, 2) bool: first / last
+        run cut by the window (None: the head's default)."""
+        return self.head.loss(self.encoder(features, lengths), lengths, labels, censored)
 
     @torch.no_grad()
-    def decode(self, features: Tensor, lengths: Tensor, decoder: str = "viterbi") -> Tensor:
+    def decode(self, features: Tensor, lengths: Tensor, censored: Tensor | None = None,
+               decoder: str = "viterbi") -> Tensor:
         """Predicted labels (B, T) int64, -100 past each length (``decoder``: "viterbi" or
         "posterior", see :data:`semicrf.crf.head.DECODERS`)."""
-        labels, _ = self.head.decode(self.encoder(features, lengths), lengths, decoder=decoder)
+        labels, _ = self.head.decode(self.encoder(features, lengths), lengths, censored,
+                                     decoder=decoder)
         return labels
 
     @torch.no_grad()
     def loss_and_decode(self, features: Tensor, lengths: Tensor, labels: Tensor,
+                        censored: Tensor | None = None,
                         decoder: str = "viterbi") -> tuple[Tensor, Tensor]:
         """Loss and decoded labels from one encoder pass (for evaluation)."""
         hidden = self.encoder(features, lengths)
-        decoded, _ = self.head.decode(hidden, lengths, decoder=decoder)
-        return self.head.loss(hidden, lengths, labels), decoded
+        decoded, _ = self.head.decode(hidden, lengths, censored, decoder=decoder)
+        return self.head.loss(hidden, lengths, labels, censored), decoded
 
     def duration_table(self) -> Tensor | None:
         """The head's (K, C) duration scores, or None for the softmax model."""

@@ -155,7 +155,8 @@ class TrainingLoss(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Scalar loss of a collated batch already on the model's device."""
-        return self.model.loss(batch["features"], batch["lengths"], batch["labels"])
+        return self.model.loss(batch["features"], batch["lengths"], batch["labels"],
+                               batch["censored"])
 
 
 @torch.no_grad()
@@ -166,8 +167,9 @@ def predict(model: SegmentationModel, records: Sequence[SequenceRecord], cfg: Tr
     model.eval()
     preds, losses = [], []
     for batch in make_loader(records, cfg, shuffle_epoch=None):
-        feats, labels, lengths = (batch[k].to(device) for k in ("features", "labels", "lengths"))
-        loss, decoded = model.loss_and_decode(feats, lengths, labels, decoder=decoder)
+        feats, labels, lengths, censored = (
+            batch[k].to(device) for k in ("features", "labels", "lengths", "censored"))
+        loss, decoded = model.loss_and_decode(feats, lengths, labels, censored, decoder=decoder)
         losses.append(loss.item())
         decoded = decoded.cpu().numpy()
         preds.extend(decoded[b, : int(n)] for b, n in enumerate(lengths.tolist()))

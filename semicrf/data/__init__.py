@@ -18,7 +18,7 @@ from semicrf.data.config import (
     DurationSpec,
     GeneratorConfig,
 )
-from semicrf.data.dataset import IGNORE_INDEX, SequenceDataset, collate
+from semicrf.data.dataset import SequenceDataset, collate
 from semicrf.data.durations import (
     sample_durations,
     true_duration_binned,
@@ -33,7 +33,6 @@ __all__ = [
     "CLASS_NAMES",
     "DEFAULT_SIGNAL",
     "FEATURE_KINDS",
-    "IGNORE_INDEX",
     "KMER_WINDOW",
     "SPLITS",
     "CountRange",

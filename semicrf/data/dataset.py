@@ -13,14 +13,13 @@ from semicrf.data.features import KMER_WINDOW, encode, feature_dim
 from semicrf.data.storage import SequenceRecord
 from semicrf.labels import PAD_LABEL
 
-IGNORE_INDEX = PAD_LABEL  # -100, PyTorch's default ignore_index
-
 
 class SequenceDataset(Dataset):
     """Records as model inputs; features are computed on access (nothing is cached).
 
     Item ``i`` is a dict: ``features`` float32 tensor (T, D), ``labels`` int64 tensor (T,),
-    ``length`` int (T). ``features`` is "onehot" (D = 5) or "kmer" (D = 256).
+    ``length`` int (T), ``censored`` bool tensor (2,) (first / last run cut by the window,
+    from the record). ``features`` is "onehot" (D = 5) or "kmer" (D = 256).
     """
 
     def __init__(
@@ -45,6 +44,7 @@ class SequenceDataset(Dataset):
             "features": torch.from_numpy(x),
             "labels": torch.from_numpy(np.asarray(rec.labels, dtype=np.int64)),
             "length": int(rec.tokens.shape[0]),
+            "censored": torch.tensor([rec.first_segment_censored, rec.last_segment_censored]),
         }
 
 
@@ -52,7 +52,7 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack items of different lengths, padding at the end.
 
     Returns ``features`` float32 (B, T_max, D) zero-padded, ``labels`` int64 (B, T_max)
-    padded with -100 (``IGNORE_INDEX``), ``lengths`` int64 (B,).
+    padded with -100 (``PAD_LABEL``), ``lengths`` int64 (B,), ``censored`` bool (B, 2).
     """
     if len(batch) == 0:
         raise ValueError("collate needs at least one item")
@@ -60,7 +60,7 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     t_max = int(lengths.max())
     dim = int(batch[0]["features"].shape[1])
     features = torch.zeros(len(batch), t_max, dim, dtype=torch.float32)
-    labels = torch.full((len(batch), t_max), IGNORE_INDEX, dtype=torch.int64)
+    labels = torch.full((len(batch), t_max), PAD_LABEL, dtype=torch.int64)
     for b, item in enumerate(batch):
         n = int(item["length"])
         if item["features"].shape != (n, dim) or item["labels"].shape != (n,):
@@ -68,4 +68,5 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
                              f"{tuple(item['labels'].shape)} do not match length {n}, dim {dim}")
         features[b, :n] = item["features"]
         labels[b, :n] = item["labels"]
-    return {"features": features, "labels": labels, "lengths": lengths}
+    censored = torch.stack([torch.as_tensor(item["censored"], dtype=torch.bool) for item in batch])
+    return {"features": features, "labels": labels, "lengths": lengths, "censored": censored}
