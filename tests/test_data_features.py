@@ -148,3 +148,13 @@ def test_collate_rejects_empty_and_inconsistent_items() -> None:
     item["length"] = 5
     with pytest.raises(ValueError, match="length"):
         collate([item])
+
+
+def test_collate_carries_the_censored_flags() -> None:
+    import dataclasses
+
+    recs = [dataclasses.replace(record(6, 0), first_segment_censored=True),
+            dataclasses.replace(record(4, 1), last_segment_censored=False)]
+    batch = collate([SequenceDataset(recs)[i] for i in range(2)])
+    assert batch["censored"].dtype == torch.bool
+    assert batch["censored"].tolist() == [[True, recs[0].last_segment_censored], [False, False]]
