@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from semicrf.crf import streaming
-from semicrf.crf.streaming import NEG, BackwardSweep, ForwardSweep, Model64, ViterbiSweep
+from semicrf.crf.streaming import NEG, BackwardSweep, ForwardSweep, Model64, ViterbiSweep, _lse
 
 # Positions per block (the size of the triangular systems is BLOCK * C): larger blocks cost
 # fewer Python-level operations, smaller ones a smaller (B, (P C)^2) system per block;
@@ -61,12 +61,6 @@ _PAST_TINY = 1e-280
 _MASS_SCALE = 300.0
 # Elements per batch of exactly summed tiles.
 _EXACT_ELEMENTS = 1 << 21
-
-
-def _lse(x: Tensor, dim: int) -> Tensor:
-    """log-sum-exp over ``dim`` with streaming's conventions (NEG for impossible)."""
-    top = x.amax(dim, keepdim=True).clamp_(min=NEG)
-    return (x - top).clamp_(min=-700.0).exp_().sum(dim).log_().add_(top.squeeze(dim))
 
 
 class _Window:
