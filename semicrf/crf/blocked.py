@@ -54,8 +54,9 @@ _RECENT = 2
 # could matter at float64 resolution, above _HUGE a later product could overflow.
 _TINY = 1e-200
 _HUGE = 1e200
-# A past-window sum of terms each <= 1 is exact to rounding when it is above this value:
-# every term lost to underflow is below 2.3e-308 and there are at most K of them.
+# A window sum of terms each <= 1 is exact to rounding when it is above this value: every
+# term lost to underflow (or raised by the exp(-700) clamps) is below 1e-304, and there are
+# at most K + GROUP of them.
 _PAST_TINY = 1e-280
 # Largest log-scale factor allowed in the fast duration-mass tiles (see _duration_mass).
 _MASS_SCALE = 300.0
@@ -73,9 +74,7 @@ class _Window:
     def __init__(self, duration: Tensor, expmix: Tensor, block: int, group: int) -> None:
         labels, max_len = duration.shape
         dev = duration.device
-        self.block, self.group = block, group
-        self.chunks = max_len // block + 1  # width >= K + 1: the tail reads w[t - K - 1]
-        self.width = self.chunks * block
+        self.width = (max_len // block + 1) * block  # >= K + 1: the tail reads w[t - K - 1]
         self.dmax = duration.amax(1).view(labels, 1, 1)
         slots = torch.arange(self.width + group, device=dev)
         rows = torch.arange(group, device=dev)
@@ -510,7 +509,7 @@ class _MaxWindow:
     def __init__(self, duration: Tensor, chunk: int, group: int) -> None:
         labels, max_len = duration.shape
         dev = duration.device
-        self.chunk, self.group = chunk, group
+        self.chunk = chunk
         self.chunks = max_len // chunk + 1  # width >= K + 1: the tail reads w[t - K - 1]
         self.width = self.chunks * chunk
         rows = torch.arange(group, device=dev).view(group, 1)
