@@ -88,8 +88,9 @@ class RunConfig:
                          "Mamba; bilstm a bidirectional LSTM.", choices=ENCODER_NAMES)
     features: str = _flag("onehot", "Input features.", choices=FEATURE_KINDS)
     max_duration: int = _flag(1000, "Max segment duration K.")
-    duration_form: str = _flag("table", "semicrf's duration scores: a free (K, C) table or smooth "
-                               "(Gaussian bumps in log-length).", choices=DURATION_FORMS)
+    duration_form: str = _flag("smooth", "semicrf's duration scores: smooth (Gaussian bumps in "
+                               "log-length; chosen by validation loss, docs/model.md) or a free "
+                               "(K, C) table.", choices=DURATION_FORMS)
     decoder: str = _flag("viterbi", "Decoder of metrics.json's `metrics` and predictions/{model}.npz "
                          "(the other one is reported beside it).", choices=DECODERS)
     hidden_dim: int = _flag(256, "Encoder hidden dimension.")
