@@ -34,7 +34,15 @@ import torch
 from torch import Tensor
 
 from semicrf.crf import streaming
-from semicrf.crf.streaming import NEG, BackwardSweep, ForwardSweep, Model64, ViterbiSweep, _lse
+from semicrf.crf.streaming import (
+    NEG,
+    BackwardSweep,
+    ForwardSweep,
+    Model64,
+    ViterbiSweep,
+    _lse,
+    censored_first_out,
+)
 
 # Positions per block (the size of the triangular systems is BLOCK * C): larger blocks cost
 # fewer Python-level operations, smaller ones a smaller (B, (P C)^2) system per block;
@@ -372,13 +380,7 @@ def backward_sweep(
     u = torch.full((batch, labels, length + 1 + max_len), NEG, dtype=f64, device=dev)
     u[:, :, : length + 1] = u_lm.transpose(0, 1)
     out = out_lm[:, :, :length].transpose(0, 1).contiguous()
-    if edges.first is not None:  # as in streaming.backward_sweep: every end e scored by surv(e)
-        first_cut = m.censored[:, 0].view(batch, 1)
-        ends = edges.first[:, :, 1:] - m.start.view(1, labels, 1) + u[:, :, 1 : length + 1]
-        first_out = torch.logsumexp(ends, dim=2)
-        if edges.last is not None:
-            first_out = torch.logaddexp(first_out, edges.last[:, :, 0])
-        out[:, :, 0] = torch.where(first_cut, first_out, out[:, :, 0])
+    censored_first_out(m, edges, u, out)
     gamma = fwd.gamma[:, :, max_len:]
     tail_mass = tail_excess = None
     if tail is not None:

@@ -372,15 +372,24 @@ def backward_sweep(m: Model64, fwd: ForwardSweep, with_duration: bool = True) ->
             beta = _lse(o_t.unsqueeze(1) + trans, dim=2)
             beta = torch.maximum(beta, end_bonus[:, t : t + 1])
             u[:, :, t] = beta.add_(prefix[:, :, t])
-    if edges.first is not None:  # a censored first run: every end e scored by surv(e)
-        first_cut = m.censored[:, 0].view(batch, 1)
-        ends = edges.first[:, :, 1:] - m.start.view(1, labels, 1) + u[:, :, 1 : length + 1]
-        first_out = torch.logsumexp(ends, dim=2)
-        if edges.last is not None:
-            first_out = torch.logaddexp(first_out, edges.last[:, :, 0])
-        out[:, :, 0] = torch.where(first_cut, first_out, out[:, :, 0])
+    censored_first_out(m, edges, u, out)
     return BackwardSweep(u=u, out=out, duration_mass=duration_mass, tail_mass=tail_mass,
                          tail_excess=tail_excess)
+
+
+def censored_first_out(m: Model64, edges: EdgeTerms, u: Tensor, out: Tensor) -> None:
+    """Set ``out[:, :, 0]`` (in place) of sequences whose first run is censored: every end e
+    of that run is scored by surv(e) (and the whole window, with a censored last run, by
+    surv2(L)); ``u`` (B, C, >= T + 1) from the backward sweep."""
+    if edges.first is None:
+        return
+    batch, length, labels, _ = m.shape
+    first_cut = m.censored[:, 0].view(batch, 1)
+    ends = edges.first[:, :, 1:] - m.start.view(1, labels, 1) + u[:, :, 1 : length + 1]
+    first_out = torch.logsumexp(ends, dim=2)
+    if edges.last is not None:
+        first_out = torch.logaddexp(first_out, edges.last[:, :, 0])
+    out[:, :, 0] = torch.where(first_cut, first_out, out[:, :, 0])
 
 
 # ----------------------------------------------------------------------------- gradients
