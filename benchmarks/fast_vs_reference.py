@@ -2,8 +2,8 @@
 
 Times forward+backward of log Z (all gradients; runs semantics with a tail by default), the
 forward alone and Viterbi (segments semantics) at the issue's shapes, as medians over
-``--reps`` runs (alternating between the backends), and prints one JSON object with the medians (seconds) and the ratios
-reference / blocked::
+``--reps`` runs (alternating between the backends), and prints one JSON object with the
+medians (seconds) and the ratios reference / blocked::
 
     .venv/bin/python benchmarks/fast_vs_reference.py --reps 3 [--shapes B16-T20000 B4-T2000]
         [--semantics runs|segments]
