@@ -41,7 +41,13 @@ from semicrf.genomes.predict import load_predictor, predict_genes
 from semicrf.genomes.readers import read_fasta, read_gff3
 from semicrf.genomes.writers import write_gff3
 from semicrf.labels import EXON, INTRON, label_runs
-from semicrf.metrics import boundary_match_counts, evaluate, f1_from_counts, kl_divergence, log_length_edges
+from semicrf.metrics import (
+    boundary_match_counts,
+    evaluate,
+    f1_from_counts,
+    log_length_edges,
+    pooled_kl,
+)
 from semicrf.models import MODEL_NAMES
 from semicrf.pipeline import RunConfig, run_benchmark
 from semicrf.plots import plot_duration_comparison
@@ -174,10 +180,6 @@ def _log_hist(labels: Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
     return np.stack([np.histogram(_intron_lengths(x), bins=edges)[0] for x in labels])
 
 
-def _pooled_kl(pred: np.ndarray, true: np.ndarray) -> float:
-    return kl_divergence(true.sum(axis=0), pred.sum(axis=0))
-
-
 def _mode(lengths: np.ndarray) -> float | None:
     lengths = lengths[lengths <= PEAK_MAX]
     if lengths.size == 0:
@@ -192,7 +194,7 @@ def decide_claims(true_labels: Sequence[np.ndarray], predicted: Mapping[str, Seq
     a, b = predicted["semicrf"], predicted["semicrf_uniform"]
     edges = log_length_edges(max(int(x.size) for x in true_labels))
     h_true, h_a, h_b = (_log_hist(x, edges) for x in (true_labels, a, b))
-    kl = paired_bootstrap(_pooled_kl, h_b, h_a, h_true, n_boot=n_boot, seed=seed, alpha=ALPHA)
+    kl = paired_bootstrap(pooled_kl, h_b, h_a, h_true, n_boot=n_boot, seed=seed, alpha=ALPHA)
     ca, cb = (boundary_match_counts(x, true_labels, NUM_CLASSES) for x in (a, b))
     f1 = paired_bootstrap(lambda c, _t: f1_from_counts(c), ca, cb, ca, n_boot=n_boot,
                           seed=seed, alpha=ALPHA)
@@ -201,8 +203,8 @@ def decide_claims(true_labels: Sequence[np.ndarray], predicted: Mapping[str, Seq
     gap = None if m_true is None or m_pred is None else abs(m_pred - m_true)
     return {
         "real_intron_kl_vs_uniform": dict(kl, passed=bool(kl["ci_low"] > 0), rule="ci_low > 0",
-                                          semicrf=_pooled_kl(h_a, h_true),
-                                          semicrf_uniform=_pooled_kl(h_b, h_true)),
+                                          semicrf=pooled_kl(h_a, h_true),
+                                          semicrf_uniform=pooled_kl(h_b, h_true)),
         "real_boundary_f1_vs_uniform": dict(f1, passed=bool(f1["ci_low"] > 0), rule="ci_low > 0",
                                             semicrf=f1_from_counts(ca),
                                             semicrf_uniform=f1_from_counts(cb)),
