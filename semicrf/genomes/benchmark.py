@@ -90,15 +90,17 @@ class Scale:
     lr: float
     epochs: int
     max_loci: int | None  # use only the first loci of the file (smoke tests)
+    features: str = "kmer"
     window: int = 20000
     overlap: int = 2000
 
 
 SCALES: dict[str, Scale] = {
-    # about an hour on 2 shared CPU cores: the CRF heads train at about 6 kb/s per thread
-    # here (K = 1000), so 3 epochs of the 2.3 Mb train split (docs/real_genomes.md)
+    # about an hour on 2 CPU cores: on an idle core the blocked CPU sweeps train semicrf at
+    # about 60 kb/s with 4-mer features (K = 1000), so 12 epochs of the 2.3 Mb train split
+    # (docs/real_genomes.md)
     "full": Scale("full", seq_length=8000, max_duration=1000, hidden_dim=32, num_layers=1,
-                  batch_size=8, lr=3e-3, epochs=3, max_loci=None),
+                  batch_size=4, lr=2e-2, epochs=12, max_loci=None),
     # the machinery end to end in about a minute
     "smoke": Scale("smoke", seq_length=1500, max_duration=60, hidden_dim=8, num_layers=1,
                    batch_size=4, lr=3e-3, epochs=1, max_loci=24, window=4000, overlap=500),
@@ -139,7 +141,7 @@ def _import(genbank: Path, data: Path, seq_length: int, seed: int) -> Path:
 def _train(scale: Scale, data: Path, run_dir: Path, device: str, models: Sequence[str]) -> None:
     resume = (run_dir / "config.json").is_file()
     run_benchmark(RunConfig(
-        data_dir=str(data), output_dir=str(run_dir), encoder="bilstm",
+        data_dir=str(data), output_dir=str(run_dir), encoder="bilstm", features=scale.features,
         max_duration=scale.max_duration, hidden_dim=scale.hidden_dim,
         num_layers=scale.num_layers, batch_size=scale.batch_size, lr=scale.lr,
         epochs=scale.epochs, device=device, models=tuple(models), resume=resume,

@@ -47,7 +47,7 @@ from semicrf.train import ProgressFactory, TrainConfig, load_checkpoint, make_lo
 log = logging.getLogger(__name__)
 
 #: Bump when the experiment protocol changes, so that old caches are not reused.
-EXPERIMENT_VERSION = 2
+EXPERIMENT_VERSION = 3
 NUM_CLASSES = 3
 #: Name of the semicrf model trained on the shifted ground truth, in claims and reports.
 SHIFTED_MODEL = "semicrf@shifted"
@@ -96,11 +96,11 @@ def scale_run(**settings: Any) -> RunConfig:
 #: ``full``: the spec's defaults, for a GPU.
 SCALES: dict[str, Scale] = {
     "cpu": Scale(
-        name="cpu", length_factor=1, num_train=96, num_val=16, num_test=100,
+        name="cpu", length_factor=1, num_train=96, num_val=32, num_test=100,
         spec_seq_length=10000,
-        run=scale_run(encoder="bilstm", max_duration=1000, hidden_dim=32, num_layers=1,
-                      batch_size=8, lr=2e-2, epochs=5, duration_form="smooth", device="cpu",
-                      threads="1"),
+        run=scale_run(encoder="bilstm", features="kmer", max_duration=1000, hidden_dim=32,
+                      num_layers=1, batch_size=4, lr=2e-2, epochs=24, duration_form="smooth",
+                      device="cpu", threads="1"),
     ),
     "smoke": Scale(
         name="smoke", length_factor=10, num_train=256, num_val=48, num_test=200,
