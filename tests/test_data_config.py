@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from semicrf.data import DEFAULT_SIGNAL, CountRange, DurationSpec, GeneratorConfig
+from semicrf.data import DEFAULT_SIGNAL, CountRange, DurationSpec, GeneratorConfig, read_overrides_file
 
 
 def test_defaults() -> None:
@@ -114,3 +114,18 @@ def test_min_seq_length_counts_one_intergenic_region_and_the_shortest_gene() -> 
     assert cfg.min_seq_length(5) == 730
     with pytest.raises(ValueError, match="num_classes"):
         cfg.min_seq_length(4)
+
+
+def test_read_overrides_file(tmp_path):
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"durations": {"exon": {"median": 300.0, "max": 900}}}))
+    assert read_overrides_file(path)["durations"]["exon"]["max"] == 900
+    assert read_overrides_file(None) is None
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        read_overrides_file(path)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_overrides_file(path)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_overrides_file(tmp_path / "missing.json")

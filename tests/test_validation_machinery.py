@@ -161,18 +161,6 @@ def test_scaled_ground_truth_and_changed_ground_truth():
     assert other.generator["signal"] == 0.2
 
 
-def test_read_generator_overrides(tmp_path):
-    path = tmp_path / "gt.json"
-    path.write_text(json.dumps({"durations": {"exon": {"median": 300.0, "max": 900}}}))
-    assert v.read_generator_overrides(path)["durations"]["exon"]["max"] == 900
-    assert v.read_generator_overrides(None) is None
-    path.write_text("[1, 2]")
-    with pytest.raises(ValueError, match="JSON object"):
-        v.read_generator_overrides(path)
-    with pytest.raises(FileNotFoundError):
-        v.read_generator_overrides(tmp_path / "missing.json")
-
-
 def test_thresholds_are_the_spec_low_values():
     assert v.KL_THRESHOLDS == pytest.approx({"exon": 0.3, "intron": 0.5})
     assert v.LEARNED_KL_THRESHOLD == 0.3 and v.MEDIAN_REL_TOLERANCE == 0.25

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from semicrf import validation as v
+from semicrf.data import read_overrides_file
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where experiments are cached (``<scale>-<hash>/``) and ``latest_<scale>.md`` is written.
@@ -44,7 +45,7 @@ def validation_outcome(request: pytest.FixtureRequest) -> ValidationOutcome:
     if scale.run.device is None and not torch.cuda.is_available():
         pytest.skip(f"--validation-scale {scale.name} trains the spec's models on a GPU; "
                     "no CUDA device here (use --validation-scale cpu)")
-    overrides = v.read_generator_overrides(config.getoption("--generator-config"))
+    overrides = read_overrides_file(config.getoption("--generator-config"))
     experiment = v.build_experiment(scale, overrides)
     log.info("validation experiment %s", experiment.directory(RESULTS_ROOT))
     result = v.run_experiment(experiment, RESULTS_ROOT,

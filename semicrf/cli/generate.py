@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
-from pathlib import Path
-from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,30 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="No progress bar, warnings and errors only.")
 
 
-def _read_config(path: str | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file {path!r} not found")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config file {path!r} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path!r} must hold a JSON object, got {type(data).__name__}")
-    return data
-
-
 def main(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from semicrf.data import generate_dataset
+    from semicrf.data import generate_dataset, read_overrides_file
     from semicrf.train import progress_bars
 
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
-    overrides = _read_config(args.config)
+    overrides = read_overrides_file(args.config)
     total = args.num_train + args.num_val + args.num_test
     t0 = time.perf_counter()
     bars = progress_bars(args.quiet)

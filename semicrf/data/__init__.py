@@ -17,6 +17,7 @@ from semicrf.data.config import (
     CountRange,
     DurationSpec,
     GeneratorConfig,
+    read_overrides_file,
 )
 from semicrf.data.dataset import SequenceDataset, collate
 from semicrf.data.durations import (
@@ -47,6 +48,7 @@ __all__ = [
     "generate_sequence",
     "load_split",
     "read_meta",
+    "read_overrides_file",
     "sample_durations",
     "sequence_rng",
     "true_duration_binned",

@@ -13,9 +13,12 @@ Base probabilities are always rows of four numbers in the order A, C, G, T.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from semicrf.labels import CLASS_NAMES, EXON, INTERGENIC, INTRON, UTR3, UTR5
@@ -385,6 +388,25 @@ class GeneratorConfig:
     def min_seq_length(self, num_classes: int) -> int:
         """Shortest ``seq_length`` that can hold a leading intergenic region and one gene."""
         return self.durations["intergenic"].min + self.min_gene_span(num_classes)
+
+
+def read_overrides_file(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The JSON object of a generator config file (``semicrf generate --config``, the
+    validation's ``--generator-config``), or None for no file. A missing file raises
+    ``FileNotFoundError``, invalid JSON or a non-object ``ValueError``, each one line."""
+    if path is None:
+        return None
+    name = os.fspath(path)
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {name!r} not found")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {name!r} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {name!r} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _check_same_keys(data: Any, reference: Any, path: str) -> None:

@@ -141,19 +141,6 @@ def shift_exon_lengths(config: GeneratorConfig, factor: float = SHIFT_EXON_FACTO
     return GeneratorConfig.from_dict(data)
 
 
-def read_generator_overrides(path: str | os.PathLike | None) -> dict[str, Any] | None:
-    """The JSON object of a ``--generator-config`` file (as ``semicrf generate --config``)."""
-    if path is None:
-        return None
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"generator config {os.fspath(path)!r} not found")
-    data = json.loads(file.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"generator config {os.fspath(path)!r} must hold a JSON object")
-    return data
-
-
 @dataclass(frozen=True)
 class Experiment:
     """A scale plus the ground truths it runs on (both as complete generator configs)."""

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from semicrf.atomic_io import atomic_write, write_text
+from semicrf.data import read_overrides_file
 from semicrf.environment import machine_info
 from semicrf.labels import class_names
 from semicrf.metrics import boundary_match_counts, log_length_edges, per_sequence_log_histograms
@@ -47,7 +48,6 @@ from semicrf.validation.experiment import (
     Scale,
     build_experiment,
     load_experiment,
-    read_generator_overrides,
     run_experiment,
 )
 from semicrf.validation.report import _fmt
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(not 0.0 <= s <= 1.0 for s in args.signals):
             raise ValueError(f"--signals must lie in [0, 1], got {args.signals}")
         out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
-                           overrides=read_generator_overrides(args.generator_config))
+                           overrides=read_overrides_file(args.generator_config))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
