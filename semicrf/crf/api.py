@@ -180,13 +180,15 @@ def posterior_durations(
     runs have no observed length; runs longer than K are not counted). This is the model's
     own length distribution on these inputs, free of the tilt that makes the raw table
     unidentifiable; it is the window part of d log Z / d duration, from one forward and one
-    backward sweep (reference backend). Not differentiable.
+    backward sweep (the blocked sweeps on CPU, the reference sweeps elsewhere). Not
+    differentiable.
     """
     _, model = _prepared(
         scores, transition, duration, lengths, start, semantics, tail, censored, "reference"
     )
-    fwd = streaming.forward_sweep(model)
-    mass = streaming.backward_sweep(model, fwd, with_duration=True).duration_mass
+    sweeps = blocked if scores.device.type == "cpu" else streaming
+    fwd = sweeps.forward_sweep(model)
+    mass = sweeps.backward_sweep(model, fwd, with_duration=True).duration_mass
     counts = torch.zeros(scores.shape[0], duration.shape[0], scores.shape[2], dtype=torch.float64,
                          device=scores.device)
     counts[:, : mass.shape[2]] = mass.transpose(1, 2)
