@@ -358,12 +358,16 @@ def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
             expected = row["semicrf"]["boundary_f1"] - row[b]["boundary_f1"]
             assert gain["estimate"] == pytest.approx(expected)
             assert gain["ci_low"] <= gain["ci_high"]
+            near = row[f"boundary_f1_near_gain_vs_{b}"]
+            assert near["estimate"] == pytest.approx(
+                row["semicrf"]["boundary_f1_near"] - row[b]["boundary_f1_near"])
+            assert row[b]["boundary_f1_near"] >= row[b]["boundary_f1"]
             kl = row[f"exon_kl_reduction_vs_{b}"]
             assert kl["estimate"] == pytest.approx(
                 row[b]["duration_kl_log"]["exon"] - row["semicrf"]["duration_kl_log"]["exon"], abs=1e-9)
         assert row["ablation_boundary_f1_drop"]["ci_low"] <= row["ablation_boundary_f1_drop"]["ci_high"]
     text = (root / "signal_sweep_tiny.md").read_text()
-    assert "| 0.5 |" in text and "| 0.3 |" in text
+    assert "| 0.5 |" in text and "| 0.3 |" in text and "within 10 bp" in text
     assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][1]["signal"] == 0.3
     assert (root / "signal_sweep_tiny.png").stat().st_size > 1000
 

@@ -29,7 +29,12 @@ from semicrf.atomic_io import atomic_write, write_text
 from semicrf.data import read_overrides_file
 from semicrf.environment import machine_info
 from semicrf.labels import class_names
-from semicrf.metrics import boundary_match_counts, log_length_edges, per_sequence_log_histograms
+from semicrf.metrics import (
+    boundary_match_counts,
+    f1_from_counts,
+    log_length_edges,
+    per_sequence_log_histograms,
+)
 from semicrf.report import write_metrics_json
 from semicrf.train import ProgressFactory, no_progress
 from semicrf.validation.claims import (
@@ -56,6 +61,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_MODELS: tuple[str, ...] = ("semicrf", "semicrf_uniform", "linear")
 SWEEP_BASELINES: tuple[str, ...] = ("semicrf_uniform", "linear")
+#: Boundary tolerance (bp) of the second, approximate boundary-F1 gain (reported beside the
+#: exact one: at the cpu scale no model places exon edges exactly).
+NEAR_TOLERANCE = 10
 #: Default signal strengths (the generator default 0.5 among them).
 DEFAULT_SIGNALS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
@@ -69,6 +77,8 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
     exon = class_names(NUM_CLASSES).index("exon")
     edges = log_length_edges(max(len(t) for t in true))
     counts = {m: boundary_match_counts(preds[m], true, NUM_CLASSES) for m in (*SWEEP_MODELS, ABLATED_MODEL)}
+    near = {m: boundary_match_counts(preds[m], true, NUM_CLASSES, NEAR_TOLERANCE)
+            for m in SWEEP_MODELS}
     hists = {m: per_sequence_log_histograms(preds[m], NUM_CLASSES, edges)[:, exon] for m in SWEEP_MODELS}
     hist_true = per_sequence_log_histograms(true, NUM_CLASSES, edges)[:, exon]
     opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
@@ -77,12 +87,14 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
         entry = result.payload["models"][m]
         metrics = entry["metrics"]
         row[m] = {"boundary_f1": metrics["boundary_f1"], "segment_f1": metrics["segment_f1"],
+                  "boundary_f1_near": f1_from_counts(near[m]),
                   "position_f1_macro": metrics["position_f1_macro"],
                   "duration_kl_log": metrics["duration_kl_log"], "test_loss": entry.get("test_loss"),
                   "boundary_f1_posterior": (entry.get("metrics_other_decoders") or {})
                   .get("posterior", {}).get("boundary_f1")}
     for b in SWEEP_BASELINES:
         row[f"boundary_f1_gain_vs_{b}"] = asdict(boundary_claim(counts["semicrf"], counts[b], b, **opts))
+        row[f"boundary_f1_near_gain_vs_{b}"] = asdict(boundary_claim(near["semicrf"], near[b], b, **opts))
         row[f"exon_kl_reduction_vs_{b}"] = asdict(duration_comparison_claim(
             hists["semicrf"], hists[b], hist_true, "exon", b, **opts))
     row["ablation_boundary_f1_drop"] = asdict(ablation_claim(counts["semicrf"], counts[ABLATED_MODEL],
@@ -151,6 +163,15 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
             f"{_fmt(s['duration_kl_log']['exon'])} | {_fmt(u['duration_kl_log']['exon'])} | "
             f"{_fmt(li['duration_kl_log']['exon'])} | {_ci(r['exon_kl_reduction_vs_semicrf_uniform'])} | "
             f"{_ci(r['exon_kl_reduction_vs_linear'])} |")
+    lines += ["", f"Boundary F1 within {NEAR_TOLERANCE} bp (a predicted boundary matches a true "
+              "one at most that far away), the gain of semicrf with the same paired bootstrap:",
+              "", "| signal | semicrf | uniform | linear | gain vs uniform | gain vs linear |",
+              "| ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in sweep["rows"]:
+        lines.append(f"| {r['signal']:g} | " + " | ".join(
+            _fmt(r[m]["boundary_f1_near"]) for m in SWEEP_MODELS) + " | "
+            f"{_ci(r['boundary_f1_near_gain_vs_semicrf_uniform'])} | "
+            f"{_ci(r['boundary_f1_near_gain_vs_linear'])} |")
     lines += ["", "Test NLL per position and the posterior decoder's boundary F1:", "",
               "| signal | NLL semicrf | NLL uniform | NLL linear | bF1 posterior semicrf | "
               "bF1 posterior uniform | bF1 posterior linear |",
@@ -165,14 +186,16 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
 def plot_sweep(path: str | os.PathLike, sweep: Mapping[str, Any]) -> Path:
     """The money curve: gain in boundary F1 and exon KL reduction vs signal, per baseline,
     with 95% CIs as error bars."""
-    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(15, 4), constrained_layout=True)
     FigureCanvasAgg(fig)
     rows = sorted(sweep["rows"], key=lambda r: r["signal"])
     x = [r["signal"] for r in rows]
-    panels = (("boundary_f1_gain_vs_{}", "boundary F1 gain of semicrf"),
+    panels = (("boundary_f1_gain_vs_{}", "boundary F1 gain of semicrf (exact)"),
+              ("boundary_f1_near_gain_vs_{}",
+               f"boundary F1 gain of semicrf (within {NEAR_TOLERANCE} bp)"),
               ("exon_kl_reduction_vs_{}", "exon duration KL reduction (log bins)"))
     for i, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
+        ax = fig.add_subplot(1, len(panels), i + 1)
         for j, (b, color) in enumerate(zip(SWEEP_BASELINES, ("tab:purple", "tab:green"))):
             est = [r[key.format(b)]["estimate"] for r in rows]
             lo = [e - r[key.format(b)]["ci_low"] for e, r in zip(est, rows)]
