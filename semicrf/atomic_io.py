@@ -3,7 +3,8 @@
 A file is written to a fresh temporary name in the target's directory, flushed to disk and
 renamed over the target (``os.replace`` is atomic on POSIX), so a reader, or a run resumed
 after ``kill -9``, sees either the old complete file or the new complete file, never a
-half-written one. The temporary file is removed if writing fails.
+half-written one. The temporary file is removed if writing fails. :func:`read_json` is the
+matching reader.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented strict JSON (no NaN) atomically."""
     return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str], name: str) -> Any:
+    """The JSON content of the existing file ``path``; invalid JSON raises a one-line
+    ``ValueError`` that starts with ``name`` (how the caller calls the file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON: {err}") from None
 
 
 def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:

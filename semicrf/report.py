@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from semicrf.atomic_io import write_text
+from semicrf.atomic_io import read_json, write_text
 from semicrf.labels import CLASS_NAMES
 from semicrf.metrics import duration_table_kl, learned_duration_pmf, tilt_profiled_pmf
 from semicrf.models import MODEL_NAMES
@@ -105,10 +105,7 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
         path = path / METRICS_FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS_FILENAME} found at {path}")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    payload = read_json(path, str(path))
     if not isinstance(payload, dict) or not isinstance(payload.get("models"), dict):
         raise ValueError(f"{path} has no 'models' mapping (see docs/metrics.md)")
     return payload

@@ -13,7 +13,6 @@ Base probabilities are always rows of four numbers in the order A, C, G, T.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semicrf.atomic_io import read_json
 from semicrf.labels import CLASS_NAMES, EXON, INTERGENIC, INTRON, UTR3, UTR5
 
 NUM_CLASSES_CHOICES: tuple[int, ...] = (3, 5)
@@ -400,10 +400,7 @@ def read_overrides_file(path: str | os.PathLike | None) -> dict[str, Any] | None
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"config file {name!r} not found")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config file {name!r} is not valid JSON: {err}") from err
+    data = read_json(file, f"config file {name!r}")
     if not isinstance(data, dict):
         raise ValueError(f"config file {name!r} must hold a JSON object, got {type(data).__name__}")
     return data

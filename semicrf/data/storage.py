@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from semicrf.atomic_io import atomic_write
+from semicrf.atomic_io import atomic_write, read_json
 from semicrf.labels import labels_from_segments
 
 FORMAT_NAME = "semicrf-synthetic-genome"
@@ -155,10 +155,7 @@ def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{str(meta_path)!r} not found: not a generated dataset (run `semicrf generate`)"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{str(meta_path)!r} is not valid JSON: {err}") from err
+    meta = read_json(meta_path, repr(str(meta_path)))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{str(meta_path)!r} is not a {FORMAT_NAME} meta file")
     if meta.get("format_version") != FORMAT_VERSION:
