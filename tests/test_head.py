@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from semicrf import SemiCRFHead
+from semicrf.crf.survival import log_survival
 
 
 def _head(duration="learned", max_duration=3, labels=3, hidden=4, **kw):
@@ -143,3 +144,17 @@ def test_posterior_decoder_takes_the_argmax_of_the_exact_marginals():
         assert segs[-1][1] == int(lengths[b]) and all(torch.all(labels[b, s:e] == c) for s, e, c in segs)
     with pytest.raises(ValueError, match="decoder"):
         head.decode(hidden, lengths, decoder="mea")
+
+
+@pytest.mark.parametrize("form", ["table", "smooth"])
+def test_learned_runs_durations_are_normalised_so_a_censored_run_costs(form: str) -> None:
+    """Runs semantics: each label's durations are a log-pmf over all lengths (table + tail),
+    so the log-survival of a censored run is 0 at length 1 and decreases after."""
+    torch.manual_seed(4)
+    head = SemiCRFHead(4, 3, 12, duration_form=form).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()
+    surv = log_survival(head.duration_scores(), head.tail(), torch.arange(1, 30))
+    torch.testing.assert_close(surv[0], torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert bool((surv.diff(dim=0) < 0).all())

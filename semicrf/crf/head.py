@@ -12,6 +12,7 @@ from torch.nn import functional
 
 from semicrf.crf import api
 from semicrf.crf.likelihood import label_nll
+from semicrf.crf.survival import log_survival
 from semicrf.labels import PAD_LABEL, label_runs, length_mask
 
 DURATION_FORMS = ("table", "smooth")
@@ -51,7 +52,8 @@ class SemiCRFHead(nn.Module):
             label runs, a learned geometric tail beyond K) or ``"segments"`` (the contract's
             original semantics: label runs longer than K are sums over their splits).
         duration_form: ``"table"`` (a free (K, C) table) or ``"smooth"`` (per label, a
-            combination of :data:`SMOOTH_BASIS_SIZE` Gaussian bumps in log-length).
+            combination of :data:`SMOOTH_BASIS_SIZE` Gaussian bumps in log-length). In runs
+            semantics the learned scores are normalised per label (:meth:`duration_scores`).
         censor: default censored flags (first run, last run) of every sequence, used when
             ``nll``/``decode`` get none (runs semantics with learned durations only). The
             benchmark's generator starts every sequence at the beginning of an intergenic
@@ -105,10 +107,23 @@ class SemiCRFHead(nn.Module):
             self.tail_raw = nn.Parameter(torch.full((num_labels,), math.log(math.expm1(1e-3))))
 
     def duration_scores(self) -> Tensor:
-        """The (K, C) duration scores the CRF uses (row l - 1 = length l)."""
-        if self.learned and self.duration_form == "smooth":
-            return self.basis @ self.duration_weights
-        return self.duration
+        """The (K, C) duration scores the CRF uses (row l - 1 = length l).
+
+        Learned, runs semantics: a log-pmf per label over all run lengths, the table (or the
+        smooth columns) minus ``log(sum_{l <= K} exp(raw(l)) + tail mass beyond K)``, so a run
+        cut by the window (scored by its log-survival) scores at most 0, exactly 0 at length 1.
+        This is a reparametrisation (the per-label constant trades with the transitions and
+        start), not a new model family; it fixes where training starts and what a censored
+        run costs (at initialisation, unnormalised zero scores gave a one-base censored run a
+        bonus of about log(K + 1000)).
+        """
+        if not self.learned:
+            return self.duration
+        raw = self.basis @ self.duration_weights if self.duration_form == "smooth" else self.duration
+        if self.semantics != "runs":
+            return raw
+        one = torch.ones(1, dtype=torch.int64, device=raw.device)
+        return raw - log_survival(raw, self.tail(), one)
 
     def tail(self) -> Tensor | None:
         """(C,) geometric tail beyond K, always < 0 (runs, learned); zeros (uniform); None
