@@ -101,7 +101,7 @@ def record(length: int, seed: int) -> SequenceRecord:
     )
 
 
-@pytest.mark.parametrize(("kind", "dim"), [("onehot", 5), ("kmer", 256)])
+@pytest.mark.parametrize(("kind", "dim"), [("onehot", 5), ("kmer", 256), ("onehot+kmer", 261)])
 def test_dataset_items(kind: str, dim: int) -> None:
     recs = [record(30, 0), record(12, 1)]
     ds = SequenceDataset(recs, features=kind)
@@ -158,3 +158,10 @@ def test_collate_carries_the_censored_flags() -> None:
     batch = collate([SequenceDataset(recs)[i] for i in range(2)])
     assert batch["censored"].dtype == torch.bool
     assert batch["censored"].tolist() == [[True, recs[0].last_segment_censored], [False, False]]
+
+
+def test_onehot_plus_kmer_is_both_side_by_side() -> None:
+    tokens = np.random.default_rng(3).integers(0, 5, size=60).astype(np.uint8)
+    both = encode(tokens, "onehot+kmer", window=8)
+    np.testing.assert_array_equal(both[:, :5], encode(tokens, "onehot"))
+    np.testing.assert_array_equal(both[:, 5:], encode(tokens, "kmer", window=8))

@@ -7,7 +7,7 @@ Public API (see ``docs/data.md``):
 - :class:`GeneratorConfig` holds every generator parameter; :func:`true_duration_pmf`,
   :func:`true_duration_cdf` and :func:`true_duration_binned` give the true length
   distributions.
-- :func:`encode` / :func:`feature_dim` compute per-position features ("onehot", "kmer");
+- :func:`encode` / :func:`feature_dim` compute per-position features ("onehot", "kmer", "onehot+kmer");
   :class:`SequenceDataset` and :func:`collate` feed them to PyTorch.
 """
 

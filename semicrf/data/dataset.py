@@ -19,7 +19,7 @@ class SequenceDataset(Dataset):
 
     Item ``i`` is a dict: ``features`` float32 tensor (T, D), ``labels`` int64 tensor (T,),
     ``length`` int (T), ``censored`` bool tensor (2,) (first / last run cut by the window,
-    from the record). ``features`` is "onehot" (D = 5) or "kmer" (D = 256).
+    from the record). ``features`` is "onehot" (D = 5), "kmer" (D = 256) or "onehot+kmer" (D = 261).
     """
 
     def __init__(

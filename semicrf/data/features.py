@@ -7,21 +7,24 @@
   counted, and the counts are divided by their total, so a row sums to 1 (or is all zero when
   no valid 4-mer fits, e.g. T < 4). 4-mer index = 64*b0 + 16*b1 + 4*b2 + b3 (AAAA = 0,
   TTTT = 255).
+- ``onehot+kmer`` (261 dims): both side by side, one-hot first. The window frequencies carry
+  the content of the surroundings but blur where a site is; the one-hot keeps each base's
+  position exact (a splice site's GT/AG).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FEATURE_KINDS: tuple[str, ...] = ("onehot", "kmer")
+FEATURE_KINDS: tuple[str, ...] = ("onehot", "kmer", "onehot+kmer")
 KMER_K = 4
 KMER_WINDOW = 32
 
-_DIMS = {"onehot": 5, "kmer": 4**KMER_K}
+_DIMS = {"onehot": 5, "kmer": 4**KMER_K, "onehot+kmer": 5 + 4**KMER_K}
 
 
 def feature_dim(kind: str) -> int:
-    """Number of feature dimensions of ``kind`` ("onehot": 5, "kmer": 256)."""
+    """Number of feature dimensions of ``kind`` ("onehot": 5, "kmer": 256, "onehot+kmer": 261)."""
     if kind not in _DIMS:
         raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
     return _DIMS[kind]
@@ -41,12 +44,14 @@ def encode(tokens: np.ndarray, kind: str = "onehot", *, window: int = KMER_WINDO
     """Features of one sequence: float32 array of shape (T, feature_dim(kind)).
 
     ``tokens``: integer codes (T,), A=0 C=1 G=2 T=3 N=4. ``window`` (even, >= 4) is used by
-    ``kind="kmer"`` only.
+    the kinds with 4-mers only.
     """
     dim = feature_dim(kind)
     tok = _check_tokens(tokens)
     if kind == "onehot":
         return np.eye(dim, dtype=np.float32)[tok]
+    if kind == "onehot+kmer":
+        return np.concatenate([encode(tok, "onehot"), encode(tok, "kmer", window=window)], axis=1)
     if isinstance(window, bool) or not isinstance(window, int) or window < KMER_K or window % 2:
         raise ValueError(f"window must be an even integer >= {KMER_K}, got {window!r}")
     length = tok.shape[0]

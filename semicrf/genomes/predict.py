@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Predictor:
-    """A trained model with the input features it was trained on (``"onehot"``/``"kmer"``)."""
+    """A trained model with the input features it was trained on (a ``FEATURE_KINDS`` entry)."""
 
     model: SegmentationModel
     features: str
