@@ -4,15 +4,17 @@ A file is written to a fresh temporary name in the target's directory, flushed t
 renamed over the target (``os.replace`` is atomic on POSIX), so a reader, or a run resumed
 after ``kill -9``, sees either the old complete file or the new complete file, never a
 half-written one. The temporary file is removed if writing fails. :func:`read_json` is the
-matching reader.
+matching reader; :func:`locked` serialises a read-modify-write of one file between processes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,3 +70,17 @@ def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
     """``np.savez_compressed`` atomically."""
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+@contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on the lock file ``path`` (created, parents
+    too) inside the block: processes that update one results file take turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

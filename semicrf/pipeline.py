@@ -6,7 +6,9 @@ are instances of it. :func:`run_benchmark` writes into ``output_dir``::
 
     config.json                  the run's settings (a RunConfig)
     metrics.json                 every metric per model (schema: docs/metrics.md);
-                                 rewritten after each model, so partial runs keep results
+                                 rewritten after each model, so partial runs keep results;
+                                 runs of other models in the same directory at the same
+                                 time (``--resume``) merge into it under ``.metrics.lock``
     duration_comparison.png      the money plot
     training_curves.png          loss and validation metric per epoch
     checkpoints/{model}_best.pt  best validation boundary F1
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from semicrf.atomic_io import save_npz, write_json
+from semicrf.atomic_io import locked, read_json, save_npz, write_json
 from semicrf.crf.head import DECODERS, DURATION_FORMS
 from semicrf.data import FEATURE_KINDS, GeneratorConfig, load_split, read_meta, true_duration_pmf
 from semicrf.data.features import feature_dim
@@ -63,9 +65,11 @@ log = logging.getLogger(__name__)
 CRF_BACKENDS: tuple[str, ...] = ("streaming", "reference", "triton")
 DEVICES: tuple[str, ...] = ("cuda", "cpu")
 CONFIG_FILENAME = "config.json"
+#: Serialises the updates of config.json and metrics.json by processes sharing a directory.
+LOCK_FILENAME = ".metrics.lock"
 #: What this pipeline writes into an output directory (``--overwrite`` deletes exactly these).
 OUTPUTS: tuple[str, ...] = (CONFIG_FILENAME, METRICS_FILENAME, "duration_comparison.png",
-                            "training_curves.png", "checkpoints", "predictions")
+                            "training_curves.png", "checkpoints", "predictions", LOCK_FILENAME)
 
 
 def _flag(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple[str, ...] | None = None,
@@ -296,7 +300,7 @@ def _run(cfg: RunConfig, meta: dict[str, Any], splits: dict[str, list], kept: di
     if group.is_main:
         if cfg.overwrite and out.is_dir():
             _remove_outputs(out)
-        write_json(out / CONFIG_FILENAME, to_jsonable(asdict(cfg)))
+        _write_config(cfg)
     true_pmf = None
     if "generator" in meta:  # generated data: the true duration pmf is known
         true_pmf = true_pmf_table(GeneratorConfig.from_dict(meta["generator"]), num_classes,
@@ -310,8 +314,7 @@ def _run(cfg: RunConfig, meta: dict[str, Any], splits: dict[str, list], kept: di
         entry = _train_and_evaluate(cfg, name, num_classes, splits, device, out, true_pmf,
                                     progress, group)
         if group.is_main:
-            payload["models"][name] = entry
-            write_metrics_json(out / METRICS_FILENAME, payload)
+            _record_model(out, payload, name, entry)
     if not group.is_main:
         return {}
     true_labels = [r.labels for r in splits["test"]]
@@ -320,6 +323,30 @@ def _run(cfg: RunConfig, meta: dict[str, Any], splits: dict[str, list], kept: di
     _plots(out, payload, predicted, segment_lengths(true_labels, num_classes),
            class_names(num_classes), true_pmf)
     return payload
+
+
+def _write_config(cfg: RunConfig) -> None:
+    """config.json; on ``--resume`` its model list is the union with the one there (another
+    process may be training other models into the same directory)."""
+    out = Path(cfg.output_dir)
+    config = asdict(cfg)
+    with locked(out / LOCK_FILENAME):
+        path = out / CONFIG_FILENAME
+        if cfg.resume and path.is_file():
+            before = read_json(path, CONFIG_FILENAME).get("models", [])
+            config["models"] = tuple(m for m in MODEL_NAMES if m in (*before, *cfg.models))
+        write_json(path, to_jsonable(config))
+
+
+def _record_model(out: Path, payload: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    """Add one model's entry to ``payload`` and metrics.json: under the directory's lock the
+    file is read again and merged (entries another process wrote meanwhile are kept), in the
+    order of :data:`MODEL_NAMES`."""
+    with locked(out / LOCK_FILENAME):
+        saved = load_results(out)["models"] if (out / METRICS_FILENAME).is_file() else {}
+        merged = {**payload["models"], **saved, name: entry}
+        payload["models"] = {m: merged[m] for m in MODEL_NAMES if m in merged}
+        write_metrics_json(out / METRICS_FILENAME, payload)
 
 
 def _train_and_evaluate(cfg: RunConfig, name: str, num_classes: int, splits: dict[str, list],

@@ -115,6 +115,20 @@ def test_cache_is_reused_resumed_and_rebuilt(tiny_run):
     assert not rebuilt.from_cache and ckpt.stat().st_mtime_ns != ckpt_stamp
 
 
+def test_models_side_by_side_give_the_results_of_one_process(tiny_run, tmp_path):
+    """The fixture ran the units in 2 processes; one process gives the same numbers."""
+    _, experiment, result = tiny_run
+    alone = v.run_experiment(experiment, tmp_path, workers=1)
+    assert json.loads((alone.root / "complete.json").read_text())["timing"]["workers"] == 1
+    assert json.loads((result.root / "complete.json").read_text())["timing"]["workers"] == 2
+    for model in v.MODEL_NAMES:
+        assert alone.payload["models"][model]["metrics"] == result.payload["models"][model]["metrics"]
+        assert alone.payload["models"][model]["test_loss"] == result.payload["models"][model]["test_loss"]
+    np.testing.assert_array_equal(alone.probe["posterior_durations"], result.probe["posterior_durations"])
+    config = json.loads((result.root / "run" / "config.json").read_text())
+    assert tuple(config["models"]) == v.MODEL_NAMES  # the union of the processes' model lists
+
+
 def test_experiment_key_covers_the_config():
     a = v.build_experiment(TINY)
     assert a.key() == v.build_experiment(TINY).key()
@@ -138,9 +152,11 @@ def test_cpu_scale_is_the_spec_ground_truth_unscaled():
 
 
 def test_scales_and_plugin_agree():
-    from semicrf.pytest_plugin import SCALE_NAMES
+    from semicrf.pytest_plugin import DEFAULT_WORKERS, SCALE_NAMES
+    from semicrf.validation.experiment import DEFAULT_WORKERS as experiment_workers
 
     assert tuple(v.SCALES) == SCALE_NAMES
+    assert DEFAULT_WORKERS == experiment_workers
 
 
 def test_scaled_ground_truth_and_changed_ground_truth():

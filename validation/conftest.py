@@ -1,7 +1,8 @@
 """The validation suite's session fixture: one experiment per pytest run, cached on disk.
 
 Options (registered by the package's pytest plugin, :mod:`semicrf.pytest_plugin`):
-``--validation-scale cpu|smoke|full``, ``--validation-rebuild``, ``--generator-config FILE``.
+``--validation-scale cpu|smoke|full``, ``--validation-workers N``, ``--validation-rebuild``,
+``--generator-config FILE``.
 The experiment, the claims and the report are defined in :mod:`semicrf.validation`; the
 tests here only assert verdicts.
 """
@@ -48,7 +49,10 @@ def validation_outcome(request: pytest.FixtureRequest) -> ValidationOutcome:
     overrides = read_overrides_file(config.getoption("--generator-config"))
     experiment = v.build_experiment(scale, overrides)
     log.info("validation experiment %s", experiment.directory(RESULTS_ROOT))
-    result = v.run_experiment(experiment, RESULTS_ROOT,
+    workers = int(config.getoption("--validation-workers"))
+    if workers < 1:
+        raise pytest.UsageError(f"--validation-workers must be >= 1, got {workers}")
+    result = v.run_experiment(experiment, RESULTS_ROOT, workers=workers,
                               rebuild=bool(config.getoption("--validation-rebuild")))
     claims = v.decide_claims(result)
     command = " ".join(["pytest", *config.invocation_params.args])

@@ -50,6 +50,7 @@ from semicrf.validation.experiment import (
     load_experiment,
     probe_semicrf,
     run_experiment,
+    run_experiments,
     scale_run,
     with_overrides,
 )
@@ -65,7 +66,7 @@ __all__ = [
     "ablate_durations", "ablation_claim", "absolute_kl_claim", "boundary_claim", "build_experiment",
     "claim_ids", "decide_claims", "decoded_claim_ids", "decoded_claims", "discrete_median",
     "duration_comparison_claim", "learned_table_claim", "load_experiment",
-    "posterior_median_claim", "probe_semicrf", "run_experiment",
+    "posterior_median_claim", "probe_semicrf", "run_experiment", "run_experiments",
     "scale_run", "signal_sweep", "stability_claim", "triton_claim", "with_overrides",
     "write_report",
 ]

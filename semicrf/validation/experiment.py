@@ -11,8 +11,11 @@ One experiment per scale and ground truth:
    run lengths (the tilt-free view of its length model on data) and its Viterbi labels
    with the duration model replaced by the uniform one (the causal ablation).
 
-Steps 1-4 are cached on disk under ``<results_root>/<scale>-<hash>/``, the hash covering
-everything that defines them (:meth:`Experiment.key`); a ``complete.json`` marker says they
+Steps 2-4 are units of one model each (:class:`Task`), run by :func:`run_experiments` in
+``workers`` processes side by side (one torch thread each at the cpu scale: 2 on these 2
+cores); the units of several experiments (the signal sweep's) share the processes. They are
+cached on disk under ``<results_root>/<scale>-<hash>/``, the hash covering everything that
+defines them (:meth:`Experiment.key`); a ``complete.json`` marker says an experiment
 finished, and an interrupted run is resumed from its checkpoints, never trusted. The claims
 (:mod:`semicrf.validation.claims`) and the report (:mod:`semicrf.validation.report`) are
 recomputed on every run.
@@ -23,10 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +52,7 @@ from semicrf.train import ProgressFactory, TrainConfig, load_checkpoint, make_lo
 log = logging.getLogger(__name__)
 
 #: Bump when the experiment protocol changes, so that old caches are not reused.
-EXPERIMENT_VERSION = 3
+EXPERIMENT_VERSION = 4
 NUM_CLASSES = 3
 #: Name of the semicrf model trained on the shifted ground truth, in claims and reports.
 SHIFTED_MODEL = "semicrf@shifted"
@@ -57,7 +62,11 @@ SHIFT_EXON_FACTOR = 2.0
 ABLATED_MODEL = "semicrf_ablated"
 PROBE_FILENAME = "probe.json"  # written last: the probe finished
 PROBE_DURATIONS = "probe_durations.npz"
-
+#: Processes that train models side by side (each with the scale's torch threads).
+DEFAULT_WORKERS = 2
+#: The units' order of start: the longest first (measured in run 4: linear ~17 min with its
+#: evaluation, semicrf ~14 min with its probe, softmax ~5 min), so the processes end together.
+TASK_ORDER: tuple[str, ...] = ("linear", "semicrf", SHIFTED_MODEL, "semicrf_uniform", "softmax")
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", length_factor=1, num_train=96, num_val=32, num_test=100,
         spec_seq_length=10000,
-        run=scale_run(encoder="bilstm", features="kmer", max_duration=1000, hidden_dim=32,
+        run=scale_run(encoder="bilstm", features="onehot+kmer", max_duration=1000, hidden_dim=32,
                       num_layers=1, batch_size=4, lr=2e-2, epochs=24, duration_form="smooth",
                       device="cpu", threads="1"),
     ),
@@ -308,53 +317,131 @@ def _add_time(root: Path, phase: str, seconds: float) -> dict[str, Any]:
     return timing
 
 
+@dataclass(frozen=True)
+class Task:
+    """One unit of an experiment: train and evaluate one model (``run.models`` holds it) into
+    ``run.output_dir``, then probe it if it is a semicrf (:func:`probe_semicrf`)."""
+
+    name: str  # a model name, or SHIFTED_MODEL
+    run: RunConfig
+    probe: bool
+
+    @property
+    def rank(self) -> int:
+        return TASK_ORDER.index(self.name) if self.name in TASK_ORDER else len(TASK_ORDER)
+
+
+def run_task(task: Task, progress: ProgressFactory = no_progress) -> float:
+    """Run one :class:`Task` (resuming from its checkpoints); returns its wall time in s."""
+    started = time.perf_counter()
+    run_benchmark(task.run, progress=progress)
+    if task.probe:
+        probe_semicrf(Path(task.run.output_dir), Path(task.run.data_dir), task.run.num_threads(),
+                      task.run.resolve_device())
+    return time.perf_counter() - started
+
+
+def experiment_tasks(experiment: Experiment, root: Path) -> list[Task]:
+    """The units of ``experiment`` whose data is under ``root`` (generated beforehand)."""
+    scale = experiment.scale
+    tasks = [Task(m, run_config(scale, root / "data", root / "run", (m,)), m == "semicrf")
+             for m in experiment.models]
+    if experiment.shifted_generator is not None:
+        shifted = root / "shifted"
+        tasks.append(Task(SHIFTED_MODEL, run_config(scale, shifted / "data", shifted / "run",
+                                                    ("semicrf",)), True))
+    return tasks
+
+
+def _execute(tasks: Sequence[Task], workers: int, progress: ProgressFactory) -> list[float]:
+    """Run ``tasks`` in ``workers`` fresh (spawned) processes, or in this one if ``workers``
+    is 1; returns the wall time of each. A failure cancels the units not yet started (the
+    running ones finish and keep their results for a resumed run) and is raised."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [run_task(t, progress) for t in tasks]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        try:
+            for future in progress(as_completed(futures), total=len(futures),
+                                   desc=f"models ({workers} processes)"):
+                task = futures[future]
+                log.info("%s in %s finished (%.0f s)", task.name, task.run.output_dir,
+                         future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return [f.result() for f in futures]
+
+
+def run_experiments(
+    experiments: Sequence[Experiment],
+    results_root: str | os.PathLike,
+    *,
+    rebuild: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    progress: ProgressFactory = no_progress,
+) -> list[ExperimentResult]:
+    """Generate, train and evaluate ``experiments`` (or load the cached, completed ones); the
+    models of all of them run as :class:`Task` units in ``workers`` processes (CPU scales;
+    one process on a GPU)."""
+    todo: list[tuple[Experiment, Path, dict[str, Any]]] = []
+    for experiment in experiments:
+        root = experiment.directory(results_root)
+        if rebuild and root.exists():
+            log.info("--validation-rebuild: removing %s", root)
+            shutil.rmtree(root)
+        if (root / "complete.json").is_file():
+            log.info("validation experiment %s: cached, loading", root)
+            continue
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "experiment.json", to_jsonable(experiment.describe()))
+        if (root / "timing.json").is_file():
+            log.info("validation experiment %s: resuming an interrupted run", root)
+        started = time.perf_counter()
+        _ensure_data(root / "data", experiment.generator, experiment.scale)
+        if experiment.shifted_generator is not None:
+            _ensure_data(root / "shifted" / "data", experiment.shifted_generator, experiment.scale)
+        _add_time(root, "generate", time.perf_counter() - started)
+        # the source the training runs with (HEAD may move while it runs)
+        todo.append((experiment, root, git_state()))
+    tasks = sorted(((i, t) for i, (e, root, _) in enumerate(todo) for t in experiment_tasks(e, root)),
+                   key=lambda it: (it[1].rank, it[0]))
+    if any(e.scale.run.resolve_device().type != "cpu" for e, _, _ in todo):
+        workers = 1  # one accelerator: one process
+    started = time.perf_counter()
+    seconds = _execute([t for _, t in tasks], workers, progress)
+    elapsed = time.perf_counter() - started
+    for i, (experiment, root, code) in enumerate(todo):
+        own = {t.name: s for (j, t), s in zip(tasks, seconds) if j == i}
+        # the processes' wall time, shared out by the experiments' share of the work
+        _add_time(root, "train_evaluate_probe", elapsed * sum(own.values()) / max(sum(seconds), 1e-9))
+        timing = json.loads((root / "timing.json").read_text())
+        timing["tasks_s"] = {**timing.get("tasks_s", {}), **own}
+        timing["workers"] = workers
+        write_json(root / "timing.json", timing)
+        write_json(root / "complete.json", to_jsonable({
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "key": experiment.key(), "timing": timing, "machine": machine_info(),
+            "code_at_start": code,
+        }))
+    trained = {id(e) for e, _, _ in todo}
+    return [load_experiment(e, e.directory(results_root), from_cache=id(e) not in trained)
+            for e in experiments]
+
+
 def run_experiment(
     experiment: Experiment,
     results_root: str | os.PathLike,
     *,
     rebuild: bool = False,
+    workers: int = DEFAULT_WORKERS,
     progress: ProgressFactory = no_progress,
 ) -> ExperimentResult:
-    """Generate, train and evaluate (or load the cached, completed result)."""
-    root = experiment.directory(results_root)
-    marker = root / "complete.json"
-    if rebuild and root.exists():
-        log.info("--validation-rebuild: removing %s", root)
-        shutil.rmtree(root)
-    if marker.is_file():
-        log.info("validation experiment %s: cached, loading", root)
-        return load_experiment(experiment, root, from_cache=True)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "experiment.json", to_jsonable(experiment.describe()))
-    if (root / "timing.json").is_file():
-        log.info("validation experiment %s: resuming an interrupted run", root)
-    scale = experiment.scale
-    code = git_state()  # the source the training runs with (HEAD may move while it runs)
-    started = time.perf_counter()
-    data = _ensure_data(root / "data", experiment.generator, scale)
-    _add_time(root, "generate", time.perf_counter() - started)
-    started = time.perf_counter()
-    run_benchmark(run_config(scale, data, root / "run", experiment.models), progress=progress)
-    _add_time(root, "train_four_models", time.perf_counter() - started)
-    if "semicrf" in experiment.models:
-        started = time.perf_counter()
-        probe_semicrf(root / "run", data, scale.run.num_threads(), scale.run.resolve_device())
-        _add_time(root, "probe_semicrf", time.perf_counter() - started)
-    if experiment.shifted_generator is not None:
-        started = time.perf_counter()
-        shifted = _ensure_data(root / "shifted" / "data", experiment.shifted_generator, scale)
-        run_benchmark(run_config(scale, shifted, root / "shifted" / "run", ("semicrf",)),
-                      progress=progress)
-        probe_semicrf(root / "shifted" / "run", shifted, scale.run.num_threads(),
-                      scale.run.resolve_device())
-        _add_time(root, "train_shifted_semicrf", time.perf_counter() - started)
-    timing = json.loads((root / "timing.json").read_text())
-    write_json(marker, to_jsonable({
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "key": experiment.key(), "timing": timing, "machine": machine_info(),
-        "code_at_start": code,
-    }))
-    return load_experiment(experiment, root, from_cache=False)
+    """Generate, train and evaluate one experiment (or load the cached, completed result)."""
+    return run_experiments([experiment], results_root, rebuild=rebuild, workers=workers,
+                           progress=progress)[0]
 
 
 def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> ExperimentResult:

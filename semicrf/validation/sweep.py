@@ -3,7 +3,8 @@
 One command, ``python -m semicrf.validation.sweep --scale cpu`` (or ``python -m
 semicrf.validation sweep``), trains ``semicrf``, ``semicrf_uniform`` and ``linear`` at each
 generator ``signal`` with the scale's settings (cached like the main experiment; a completed
-main experiment with the same ground truth is reused) and writes
+main experiment with the same ground truth is reused; the models of all signals run side by
+side in ``--workers`` processes) and writes
 ``<results_root>/signal_sweep_<scale>.{json,md,png}``: per signal the gain of semicrf over
 each baseline in boundary F1 (paired percentile bootstrap) and in exon duration KL (the
 claims' ``duration_kl_log``, paired basic bootstrap), 95% CIs, plus the mechanism ablation
@@ -47,13 +48,13 @@ from semicrf.validation.claims import (
 )
 from semicrf.validation.experiment import (
     ABLATED_MODEL,
+    DEFAULT_WORKERS,
     NUM_CLASSES,
     SCALES,
     ExperimentResult,
     Scale,
     build_experiment,
-    load_experiment,
-    run_experiment,
+    run_experiments,
 )
 from semicrf.validation.report import _fmt
 
@@ -104,9 +105,11 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
 
 def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
                  *, overrides: Mapping[str, Any] | None = None, n_boot: int = N_BOOT,
+                 workers: int = DEFAULT_WORKERS,
                  progress: ProgressFactory = no_progress) -> dict[str, Any]:
-    """Train the sweep models at each generator ``signal`` and write
-    ``<results_root>/signal_sweep_<scale>.{json,md,png}``; returns the JSON content."""
+    """Train the sweep models at each generator ``signal`` (all signals' models side by side
+    in ``workers`` processes) and write ``<results_root>/signal_sweep_<scale>.{json,md,png}``;
+    returns the JSON content."""
     if isinstance(scale, str):
         if scale not in SCALES:
             raise ValueError(f"unknown validation scale {scale!r}; choose from {sorted(SCALES)}")
@@ -114,15 +117,16 @@ def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str
     if not signals:
         raise ValueError("give at least one signal")
     root = Path(results_root)
-    rows = []
+    experiments = []
     for signal in signals:
         ground = dict(overrides or {}) | {"signal": float(signal)}
         main = build_experiment(scale, ground)
-        if (main.directory(root) / "complete.json").is_file():
-            result = load_experiment(main, main.directory(root), from_cache=True)
-        else:
-            sweep = build_experiment(replace(scale, run_shifted=False), ground, models=SWEEP_MODELS)
-            result = run_experiment(sweep, root, progress=progress)
+        if not (main.directory(root) / "complete.json").is_file():  # else reuse the validation's
+            main = build_experiment(replace(scale, run_shifted=False), ground, models=SWEEP_MODELS)
+        experiments.append(main)
+    results = run_experiments(experiments, root, workers=workers, progress=progress)
+    rows = []
+    for signal, result in zip(signals, results):
         rows.append(sweep_row(result, float(signal), n_boot=n_boot))
         log.info("signal %.2f: boundary F1 gain vs linear %.4f", signal,
                  rows[-1]["boundary_f1_gain_vs_linear"]["estimate"])
@@ -224,13 +228,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-root", default="validation_results")
     parser.add_argument("--generator-config", default=None)
     parser.add_argument("--n-boot", type=int, default=N_BOOT)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help="processes training models side by side (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         if any(not 0.0 <= s <= 1.0 for s in args.signals):
             raise ValueError(f"--signals must lie in [0, 1], got {args.signals}")
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
         out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
-                           overrides=read_overrides_file(args.generator_config))
+                           overrides=read_overrides_file(args.generator_config),
+                           workers=args.workers)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
