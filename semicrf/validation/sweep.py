@@ -25,6 +25,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from semicrf.atomic_io import atomic_write, write_text
 from semicrf.data import read_overrides_file
@@ -37,7 +38,7 @@ from semicrf.metrics import (
     per_sequence_log_histograms,
 )
 from semicrf.report import write_metrics_json
-from semicrf.train import ProgressFactory, no_progress
+from semicrf.train import ProgressFactory, no_progress, progress_bars
 from semicrf.validation.claims import (
     ALPHA,
     BOOT_SEED,
@@ -237,9 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--signals must lie in [0, 1], got {args.signals}")
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
-                           overrides=read_overrides_file(args.generator_config),
-                           workers=args.workers)
+        with logging_redirect_tqdm():  # a bar over the finished models (on a terminal)
+            out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
+                               overrides=read_overrides_file(args.generator_config),
+                               workers=args.workers, progress=progress_bars(quiet=False))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
