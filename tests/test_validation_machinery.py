@@ -363,11 +363,13 @@ def test_triton_claim_known_answers():
 
 def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
     root, experiment, result = tiny_run
-    sweep = v.signal_sweep(TINY, [0.5, 0.3], root, n_boot=50)
+    from semicrf.validation.sweep import SWEEP_MODELS, signal_sweep
+
+    sweep = signal_sweep(TINY, [0.5, 0.3], root, n_boot=50)
     first, second = sweep["rows"]
     assert first["results_dir"] == str(result.root)  # signal 0.5 is the main experiment
     assert second["results_dir"] != str(result.root)
-    assert set(load_results(second["results_dir"] + "/run")["models"]) == set(v.SWEEP_MODELS)
+    assert set(load_results(second["results_dir"] + "/run")["models"]) == set(SWEEP_MODELS)
     for row in sweep["rows"]:
         for b in ("semicrf_uniform", "linear"):
             gain = row[f"boundary_f1_gain_vs_{b}"]

@@ -6,7 +6,9 @@
 - :mod:`~semicrf.validation.report`: ``validation_report.{json,md}``;
 - :mod:`~semicrf.validation.sweep`: the signal sweep (the "money curve").
 
-The names used by the tests and the pytest fixture are re-exported here.
+The names used by the tests and the pytest fixture are re-exported here (not the sweep's:
+``python -m semicrf.validation.sweep`` must find its module unimported, also in the worker
+processes it spawns).
 """
 
 from semicrf.models import MODEL_NAMES
@@ -55,18 +57,17 @@ from semicrf.validation.experiment import (
     with_overrides,
 )
 from semicrf.validation.report import write_report
-from semicrf.validation.sweep import DEFAULT_SIGNALS, SWEEP_MODELS, signal_sweep
 
 __all__ = [
-    "ABLATED_MODEL", "ALPHA", "BASELINES", "BOOT_SEED", "CLAIM_DECODER", "DEFAULT_SIGNALS",
+    "ABLATED_MODEL", "ALPHA", "BASELINES", "BOOT_SEED", "CLAIM_DECODER",
     "DURATION_CLASSES", "KL_INTERVAL", "KL_THRESHOLDS", "LEARNED_KL_GEOMETRIC_FRACTION",
     "LEARNED_KL_THRESHOLD",
     "MEDIAN_REL_TOLERANCE", "MODEL_NAMES", "N_BOOT", "SCALES", "SHIFTED_MODEL",
-    "SPEC_EXPECTED_KL", "SWEEP_MODELS", "Claim", "Experiment", "ExperimentResult", "Scale",
+    "SPEC_EXPECTED_KL", "Claim", "Experiment", "ExperimentResult", "Scale",
     "ablate_durations", "ablation_claim", "absolute_kl_claim", "boundary_claim", "build_experiment",
     "claim_ids", "decide_claims", "decoded_claim_ids", "decoded_claims", "discrete_median",
     "duration_comparison_claim", "learned_table_claim", "load_experiment",
     "posterior_median_claim", "probe_semicrf", "run_experiment", "run_experiments",
-    "scale_run", "signal_sweep", "stability_claim", "triton_claim", "with_overrides",
+    "scale_run", "stability_claim", "triton_claim", "with_overrides",
     "write_report",
 ]
