@@ -3,8 +3,9 @@
 The one home of the demo's settings (the Makefile and the demo test use them). Lengths are
 shrunk (exon median 60, intron 300, intergenic 600 bp in 2 kb sequences) and the signal is
 the strongest (1.0), with 4-mer features and a high learning rate, so that four tiny models
-find exons within 96 optimisation steps (12 batches of 4, 8 epochs) and differ visibly. It is a smoke test of
-the pipeline, not a result: the claims are decided by ``pytest -m validation``.
+find exons within 96 optimisation steps (12 batches of 4, 8 epochs) and differ visibly. It
+is a smoke test of the pipeline, not a result: the claims are decided by ``pytest -m
+validation``.
 
     python -m semicrf.demo [--data-dir data/demo] [--output-dir results/demo]
 """

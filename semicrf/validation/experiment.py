@@ -328,7 +328,7 @@ class Task:
 
     @property
     def rank(self) -> int:
-        return TASK_ORDER.index(self.name) if self.name in TASK_ORDER else len(TASK_ORDER)
+        return TASK_ORDER.index(self.name)
 
 
 def run_task(task: Task, progress: ProgressFactory = no_progress) -> float:
@@ -416,8 +416,8 @@ def run_experiments(
     for i, (experiment, root, code) in enumerate(todo):
         own = {t.name: s for (j, t), s in zip(tasks, seconds) if j == i}
         # the processes' wall time, shared out by the experiments' share of the work
-        _add_time(root, "train_evaluate_probe", elapsed * sum(own.values()) / max(sum(seconds), 1e-9))
-        timing = json.loads((root / "timing.json").read_text())
+        timing = _add_time(root, "train_evaluate_probe",
+                           elapsed * sum(own.values()) / max(sum(seconds), 1e-9))
         timing["tasks_s"] = {**timing.get("tasks_s", {}), **own}
         timing["workers"] = workers
         write_json(root / "timing.json", timing)
