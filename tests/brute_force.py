@@ -47,14 +47,17 @@ def _index_arrays(length: int, max_len: int, labels: int):
 
 def all_scores(scores: Tensor, transition: Tensor, duration: Tensor, length: int,
                start: Tensor | None) -> Tensor:
-    """Scores of all segmentations of one sequence: scores (T, C) -> (N,) float64."""
+    """Scores of all segmentations of one sequence: scores (T, C) -> (N,) float64; transition
+    (C, C) or per position (T, C, C), row s for a segment starting at s."""
     labels = scores.shape[1]
     n, idx = _index_arrays(length, duration.shape[0], labels)
     seg_id, s, e, c, prev = idx.unbind(1)
     x = scores.to(torch.float64)
     prefix = torch.cat([x.new_zeros(1, labels), torch.cumsum(x, 0)])
     st = x.new_zeros(labels) if start is None else start.to(torch.float64)
-    link = torch.where(prev < 0, st[c], transition.to(torch.float64)[prev.clamp(min=0), c])
+    trans = transition.to(torch.float64)
+    into = trans[s, prev.clamp(min=0), c] if trans.dim() == 3 else trans[prev.clamp(min=0), c]
+    link = torch.where(prev < 0, st[c], into)
     per_seg = prefix[e, c] - prefix[s, c] + duration.to(torch.float64)[e - s - 1, c] + link
     return x.new_zeros(n).index_add(0, seg_id, per_seg)
 

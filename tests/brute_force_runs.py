@@ -54,14 +54,20 @@ def edge_score(duration, tail, length, c, first_cut, last_cut) -> Tensor:
 
 
 def labelling_score(scores, transition, duration, start, tail, labelling, censored=(False, False)):
-    """Score of one labelling (T,) of one sequence, scores (T, C)."""
+    """Score of one labelling (T,) of one sequence, scores (T, C), transition (C, C) or per
+    position (T, C, C)."""
     runs = runs_of(labelling)
     total = scores.new_zeros((), dtype=torch.float64)
     for i, (s, e, c) in enumerate(runs):
         total = total + scores[s:e, c].sum()
         total = total + edge_score(duration, tail, e - s, c, censored[0] and i == 0,
                                    censored[1] and i == len(runs) - 1)
-        total = total + (start[c] if i == 0 else transition[runs[i - 1][2], c])
+        if i == 0:
+            total = total + start[c]
+        elif transition.dim() == 3:  # per position (T, C, C): the row where the run starts
+            total = total + transition[s, runs[i - 1][2], c]
+        else:
+            total = total + transition[runs[i - 1][2], c]
     return total
 
 

@@ -23,10 +23,22 @@ zeros). ``censored`` (B, 2) bool (None = no censoring) marks the first (column 0
 for ``tail < 0``: a censored run with a non-negative tail is a ``ValueError``. (A model
 without a length distribution -- table and tail zero -- has nothing to censor: pass None.)
 
-Shapes: scores (B, T, C) float32/float64; transition (C, C) indexed [src, dst]; duration
-(K, C) with row d - 1 for length d; start (C,) or None (zeros); lengths (B,) integer in
-[1, T]. All sums run in float64; results come back in the dtype of ``scores``.
-Gradients flow to scores, transition, duration, start and tail.
+Per-position transitions: ``transition`` may also be (B, T, C, C), where
+``transition[b, t, c', c]`` scores a segment (run) of label c that starts at position t >= 1
+of sequence b right after one of label c' (splice-site sensors, frame-aware grammars). Row
+t = 0 is never used (the first segment scores ``start[c]``), nor rows t >= lengths[b], nor
+(runs) the diagonal; their gradient is 0. A (C, C) table and its expansion to (B, T, C, C)
+give the same results; the table's gradient is the sum over positions.
+
+Forbidden entries: ``-inf`` is allowed in ``transition`` (both forms), ``start`` and
+``duration`` (NaN and +inf are a ``ValueError`` naming the argument). A sequence with no
+admissible labelling gets log Z = -inf, zero marginals and gradients, and from ``viterbi``
+the score -inf and an empty segment list.
+
+Shapes: scores (B, T, C) float32/float64; transition (C, C) or (B, T, C, C) indexed
+[..., src, dst]; duration (K, C) with row d - 1 for length d; start (C,) or None (zeros);
+lengths (B,) integer in [1, T]. All sums run in float64; results come back in the dtype of
+``scores``. Gradients flow to scores, transition, duration, start and tail.
 """
 
 from __future__ import annotations
@@ -159,7 +171,7 @@ def marginals(
         return grad
     state = chosen.forward(model)
     ones = torch.ones_like(state.log_z)
-    grads = chosen.backward(model, state, ones, False, duration.shape[0])
+    grads = autograd.posterior(chosen, model, state, ones, False, duration.shape[0])
     return grads.scores.to(scores.dtype)
 
 
@@ -189,6 +201,7 @@ def posterior_durations(
     sweeps = blocked if scores.device.type == "cpu" else streaming
     fwd = sweeps.forward_sweep(model)
     mass = sweeps.backward_sweep(model, fwd, with_duration=True).duration_mass
+    mass = mass.masked_fill(autograd.impossible(fwd.log_z).view(-1, 1, 1), 0.0)
     counts = torch.zeros(scores.shape[0], duration.shape[0], scores.shape[2], dtype=torch.float64,
                          device=scores.device)
     counts[:, : mass.shape[2]] = mass.transpose(1, 2)

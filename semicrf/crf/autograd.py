@@ -9,7 +9,9 @@ A backend is any object with three methods over a prepared :class:`streaming.Mod
 * ``viterbi(model) -> streaming.ViterbiSweep`` (back-pointers, traced back on the host).
 
 The forward keeps the backend's O(T C) state; the backward never builds an autograd graph
-over the T steps.
+over the T steps. A sequence with no admissible labelling (every path holds a -inf entry)
+gets log Z = -inf, zero gradients and marginals, and from Viterbi the score -inf with an
+empty segment list.
 """
 
 from __future__ import annotations
@@ -40,6 +42,21 @@ def _cast(grad: Tensor | None, like: Tensor | None, needed: bool) -> Tensor | No
     return grad.to(like.dtype)
 
 
+def impossible(log_z: Tensor) -> Tensor:
+    """(B,) bool: the sequences whose backend log Z says no labelling is admissible."""
+    return log_z <= streaming.IMPOSSIBLE
+
+
+def posterior(
+    backend: Backend, model: streaming.Model64, state: Any, grad_log_z: Tensor,
+    with_duration: bool, full_max_len: int,
+) -> streaming.Gradients:
+    """The backend's posterior expectations weighted by ``grad_log_z`` (B,), with impossible
+    sequences given weight 0."""
+    weight = grad_log_z.to(torch.float64).masked_fill(impossible(state.log_z), 0.0)
+    return backend.backward(model, state, weight, with_duration, full_max_len)
+
+
 class LogPartition(torch.autograd.Function):
     """log Z (B,); differentiable w.r.t. scores, transition, duration, start and tail."""
 
@@ -48,14 +65,15 @@ class LogPartition(torch.autograd.Function):
         state = backend.forward(model)
         ctx.backend, ctx.model, ctx.state = backend, model, state
         ctx.inputs = (scores, transition, duration, start, tail)
-        return state.log_z.to(scores.dtype)
+        log_z = state.log_z.masked_fill(impossible(state.log_z), float("-inf"))
+        return log_z.to(scores.dtype)
 
     @staticmethod
     def backward(ctx, grad_log_z: Tensor):
         scores, transition, duration, start, tail = ctx.inputs
         need = ctx.needs_input_grad[2:]
-        grads = ctx.backend.backward(
-            ctx.model, ctx.state, grad_log_z, need[2] or need[4], duration.shape[0]
+        grads = posterior(
+            ctx.backend, ctx.model, ctx.state, grad_log_z, need[2] or need[4], duration.shape[0]
         )
         return (
             None,
@@ -84,6 +102,11 @@ def log_partition(
 def viterbi(
     backend: Backend, model: streaming.Model64, dtype: torch.dtype
 ) -> tuple[Tensor, list[list[Segment]]]:
-    """Best scores (B,) in ``dtype`` and segments (start, end_exclusive, label) per sequence."""
+    """Best scores (B,) in ``dtype`` and segments (start, end_exclusive, label) per sequence
+    (-inf and [] for a sequence with no admissible labelling)."""
     sweep = backend.viterbi(model)
-    return sweep.best.to(dtype), streaming.traceback(sweep, model.lengths)
+    paths = streaming.traceback(sweep, model.lengths)
+    none = impossible(sweep.best)
+    for b in none.nonzero().flatten().tolist():
+        paths[b] = []
+    return sweep.best.masked_fill(none, float("-inf")).to(dtype), paths

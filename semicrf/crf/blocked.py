@@ -295,7 +295,7 @@ def _label_major(x: Tensor) -> Tensor:
 def _supported(m: Model64) -> bool:
     """Models the blocked sweeps handle (all but the ``allowed`` mask, which goes to the
     reference sweeps)."""
-    return m.bad_counts is None
+    return m.bad_counts is None and not m.per_position
 
 
 def _tail_of(m: Model64) -> Tensor | None:

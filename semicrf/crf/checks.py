@@ -1,7 +1,9 @@
 """Input validation for the Semi-CRF functions: every bad input is a ``ValueError``.
 
-Shapes (see :mod:`semicrf.crf.api`): scores (B, T, C), transition (C, C), duration (K, C),
-start (C,) or None, lengths (B,) integer. No broadcasting is ever applied silently.
+Shapes (see :mod:`semicrf.crf.api`): scores (B, T, C), transition (C, C) or (B, T, C, C),
+duration (K, C), start (C,) or None, lengths (B,) integer. No broadcasting is ever applied
+silently. NaN and +inf are rejected everywhere; -inf (a forbidden transition, first label or
+length) is accepted in transition, duration and start only.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from torch import Tensor
 Segment = tuple[int, int, int]
 
 
-def _check_float(name: str, x: Tensor) -> None:
+def _check_float(name: str, x: Tensor, allow_neg_inf: bool = False) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
+    if allow_neg_inf:
+        if bool(torch.isnan(x).any() | (x == float("inf")).any()):
+            raise ValueError(f"{name} contains NaN or +Inf (-Inf is allowed: a forbidden entry)")
+    elif not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or +-Inf")
 
 
@@ -37,13 +42,14 @@ def check_inputs(
     batch, length, num_labels = scores.shape
     if batch < 1 or length < 1 or num_labels < 1:
         raise ValueError(f"scores must have B, T, C >= 1, got {tuple(scores.shape)}")
-    _check_float("transition", transition)
-    if tuple(transition.shape) != (num_labels, num_labels):
+    _check_float("transition", transition, allow_neg_inf=True)
+    pair = (num_labels, num_labels)
+    if tuple(transition.shape) not in (pair, (batch, length) + pair):
         raise ValueError(
-            f"transition must have shape (C, C) = ({num_labels}, {num_labels}), "
-            f"got {tuple(transition.shape)}"
+            f"transition must have shape (C, C) = {pair} or (B, T, C, C) = "
+            f"{(batch, length) + pair}, got {tuple(transition.shape)}"
         )
-    _check_float("duration", duration)
+    _check_float("duration", duration, allow_neg_inf=True)
     if duration.dim() != 2 or duration.shape[1] != num_labels:
         raise ValueError(
             f"duration must have shape (K, C) with C = {num_labels}, got {tuple(duration.shape)}"
@@ -51,7 +57,7 @@ def check_inputs(
     if duration.shape[0] < 1:
         raise ValueError("duration must have K >= 1 rows (one per segment length), got K = 0")
     if start is not None:
-        _check_float("start", start)
+        _check_float("start", start, allow_neg_inf=True)
         if tuple(start.shape) != (num_labels,):
             raise ValueError(f"start must have shape (C,) = ({num_labels},), got {tuple(start.shape)}")
     for name, t in (("transition", transition), ("duration", duration), ("start", start)):

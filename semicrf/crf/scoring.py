@@ -56,7 +56,9 @@ def score_segments(
     first_of_seq = begin == 0
     prev_label = torch.roll(label, 1)  # previous segment of the same sequence when not first
     start64 = torch.zeros(labels, dtype=f64, device=dev) if start is None else start.to(f64)
-    link = torch.where(first_of_seq, start64[label], transition.to(f64)[prev_label, label])
+    trans64 = transition.to(f64)
+    into = trans64[prev_label, label] if trans64.dim() == 2 else trans64[seq, begin, prev_label, label]
+    link = torch.where(first_of_seq, start64[label], into)
     total = torch.zeros(batch, dtype=f64, device=dev)
     return total.index_add(0, seq, emission + dur + link)
 

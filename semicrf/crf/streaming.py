@@ -13,7 +13,8 @@ Conventions (all internal tensors are float64, label-major so the k-window is co
 * ``alpha[b, c, t]`` (t >= 1): log-mass of labelled prefixes [0, t) whose last segment has
   label c and ends at t.
 * ``gamma[b, c, s]``: log-mass of everything before a segment of label c that starts at s,
-  minus ``S[s]``: ``gamma[s] = logsumexp_c'(alpha[s, c'] + transition[c', c]) - S[s]`` and
+  minus ``S[s]``: ``gamma[s] = logsumexp_c'(alpha[s, c'] + transition[c', c]) - S[s]`` (the
+  row ``transition[b, s]`` of a per-position transition) and
   ``gamma[0] = start`` (NEG in the stored buffer when the first run is censored: that run is
   scored by the survival, outside the window). The transition is folded in here, once per
   position, so the k-loop costs O(K C + C^2) per step.
@@ -32,6 +33,10 @@ vectorised terms evaluated outside the loop. Gradients are posterior expectation
 
 An optional ``allowed`` mask (B, T, C) restricts segments to those whose every position
 allows their label (segments semantics: the gold-label partition ``log Z(y)``).
+
+Forbidden entries (-inf in transition, duration or start) are stored as ``NEG``; a sequence
+with no admissible labelling ends with log Z <= ``IMPOSSIBLE``, which the API reports as
+-inf (see :func:`usable_log_z` for the backward of such a sequence).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ from semicrf.crf import survival
 # "Impossible" log-mass. A large finite value instead of -inf keeps every log-sum-exp free of
 # NaN when all its terms are impossible, and keeps exp() off its slow path for -inf.
 NEG = -1.0e30
+# log Z at or below this is a sequence with no admissible labelling (every complete path
+# holds at least one NEG term; finite scores are many orders of magnitude smaller).
+IMPOSSIBLE = NEG / 2
 # exp() of arguments below about -708 underflows and takes a path ~30x slower on CPU; terms
 # that small are below float64 resolution next to the largest term (exp(0) = 1), so they
 # are clamped here, which changes no result by more than K * 1e-304 relative.
@@ -65,6 +73,23 @@ def _exp(x: Tensor) -> Tensor:
     return x.clamp_(min=_EXP_FLOOR).exp_()
 
 
+def _exact_exp(x: Tensor) -> Tensor:
+    """exp in place, exactly 0 below ``_EXP_FLOOR`` (posterior counts of forbidden entries)."""
+    keep = x > _EXP_FLOOR
+    return x.clamp_(min=_EXP_FLOOR).exp_().mul_(keep)
+
+
+def finite_or_neg(x: Tensor) -> Tensor:
+    """A float64 copy of ``x`` with -inf (a forbidden entry) replaced by ``NEG``."""
+    return x.detach().to(torch.float64).clamp(min=NEG)
+
+
+def usable_log_z(log_z: Tensor) -> Tensor:
+    """log Z (B,) with impossible sequences set to 0: their posterior terms, all of order
+    exp(NEG), then vanish instead of overflowing (their gradient weight is zeroed upstream)."""
+    return torch.where(log_z <= IMPOSSIBLE, 0.0, log_z)
+
+
 @dataclass
 class Model64:
     """The model in float64, label-major; the window K capped at T.
@@ -76,7 +101,7 @@ class Model64:
     """
 
     prefix: Tensor  # S (B, C, T + 1)
-    transition: Tensor  # (C, C), [src, dst]
+    transition: Tensor  # (C, C) or per position (B, T, C, C), [..., src, dst]
     duration: Tensor  # (C, K'), [c, k - 1], K' = min(K, T)
     start: Tensor  # (C,)
     lengths: Tensor  # (B,) int64
@@ -92,6 +117,15 @@ class Model64:
     def shape(self) -> tuple[int, int, int, int]:
         batch, labels, t_plus_1 = self.prefix.shape
         return batch, t_plus_1 - 1, labels, self.duration.shape[1]
+
+    @property
+    def per_position(self) -> bool:
+        """The transition is the (B, T, C, C) per-position form."""
+        return self.transition.dim() == 4
+
+    def transition_at(self, t: int) -> Tensor:
+        """The transition into a segment starting at t: (B, C, C) or (1, C, C)."""
+        return self.transition[:, t] if self.per_position else self.transition.unsqueeze(0)
 
     @property
     def has_tail(self) -> bool:
@@ -123,20 +157,20 @@ def prepare(
     prefix = torch.zeros(batch, labels, length + 1, dtype=f64, device=dev)
     torch.cumsum(scores.detach().to(f64).transpose(1, 2), dim=2, out=prefix[:, :, 1:])
     max_len = min(duration.shape[0], length)
-    start64 = torch.zeros(labels, dtype=f64, device=dev) if start is None else start.detach().to(f64)
+    start64 = torch.zeros(labels, dtype=f64, device=dev) if start is None else finite_or_neg(start)
     bad_counts = None
     if allowed is not None:
         bad_counts = torch.zeros(batch, labels, length + 1, dtype=torch.int64, device=dev)
         torch.cumsum((~allowed).transpose(1, 2).to(torch.int64), dim=2, out=bad_counts[:, :, 1:])
-    trans64 = transition.detach().to(f64)
+    trans64 = finite_or_neg(transition)
     runs = semantics == "runs"
     if runs:
-        trans64 = trans64.clone()
-        trans64.diagonal().fill_(NEG)
+        trans64.diagonal(dim1=-2, dim2=-1).fill_(NEG)
+    duration64 = finite_or_neg(duration)
     return Model64(
         prefix=prefix,
         transition=trans64,
-        duration=duration.detach()[:max_len].to(f64).T.contiguous(),
+        duration=duration64[:max_len].T.contiguous(),
         start=start64,
         lengths=lengths.to(device=dev, dtype=torch.int64),
         bad_counts=bad_counts,
@@ -144,7 +178,7 @@ def prepare(
         semantics=semantics,
         tail=(torch.zeros(labels, dtype=f64, device=dev) if tail is None else tail.detach().to(f64))
         if runs else None,
-        full_duration=duration.detach().to(f64) if runs else None,
+        full_duration=duration64 if runs else None,
         censored=censored.to(dev) if runs and censored is not None else None,
         low_precision=scores.dtype == torch.float32,
     )
@@ -234,7 +268,7 @@ def forward_sweep(m: Model64) -> ForwardSweep:
     """alpha and gamma for every position, and log Z at each sequence's length."""
     batch, length, labels, max_len = m.shape
     dev = m.prefix.device
-    prefix, trans_t = m.prefix, m.transition.unsqueeze(0)
+    prefix = m.prefix
     duration_rev = m.duration.flip(1)  # window slot j holds segment length K - j
     gamma, alpha = _forward_buffers(m)
     edges = edge_terms(m)
@@ -260,7 +294,7 @@ def forward_sweep(m: Model64) -> ForwardSweep:
         a_t.add_(prefix[:, :, t])
         alpha[:, :, t] = a_t
         if t < length:
-            into = _lse(a_t.unsqueeze(2) + trans_t, dim=1)
+            into = _lse(a_t.unsqueeze(2) + m.transition_at(t), dim=1)
             gamma[:, :, max_len + t] = into.sub_(prefix[:, :, t])
     return ForwardSweep(alpha=alpha, gamma=gamma, log_z=log_z_from(m, alpha, gamma, edges),
                         edges=edges)
@@ -325,11 +359,11 @@ def backward_sweep(m: Model64, fwd: ForwardSweep, with_duration: bool = True) ->
     """
     batch, length, labels, max_len = m.shape
     f64, dev = torch.float64, m.prefix.device
-    prefix, trans = m.prefix, m.transition.unsqueeze(0)
+    prefix = m.prefix
     u = torch.full((batch, labels, length + 1 + max_len), NEG, dtype=f64, device=dev)
     out = torch.empty(batch, labels, length, dtype=f64, device=dev)
     duration_mass = torch.zeros(batch, labels, max_len, dtype=f64, device=dev)
-    start_weight = fwd.gamma[:, :, max_len:] - fwd.log_z.view(batch, 1, 1)  # (B, C, T)
+    start_weight = fwd.gamma[:, :, max_len:] - usable_log_z(fwd.log_z).view(batch, 1, 1)
     end_bonus = _end_bonus(m)
     edges = fwd.edges
     tail = _tail_inputs(m)
@@ -369,7 +403,7 @@ def backward_sweep(m: Model64, fwd: ForwardSweep, with_duration: bool = True) ->
         o_t.sub_(prefix[:, :, t])
         out[:, :, t] = o_t
         if t > 0:
-            beta = _lse(o_t.unsqueeze(1) + trans, dim=2)
+            beta = _lse(o_t.unsqueeze(1) + m.transition_at(t), dim=2)
             beta = torch.maximum(beta, end_bonus[:, t : t + 1])
             u[:, :, t] = beta.add_(prefix[:, :, t])
     censored_first_out(m, edges, u, out)
@@ -396,7 +430,7 @@ def censored_first_out(m: Model64, edges: EdgeTerms, u: Tensor, out: Tensor) -> 
 @dataclass
 class Gradients:
     scores: Tensor  # (B, T, C): d(sum_b g_b log Z_b)/d scores, i.e. g-weighted marginals
-    transition: Tensor  # (C, C)
+    transition: Tensor  # (C, C), or (B, T, C, C) for a per-position transition
     duration: Tensor  # (K, C), rows beyond min(K, T) are zero in segments semantics
     start: Tensor  # (C,)
     tail: Tensor | None  # (C,), runs semantics only
@@ -415,18 +449,20 @@ def _edge_duration_gradients(
     """Gradients (K, C) and (C,) of the censored-edge runs' survival scores.
 
     The posterior weight of every censored run is computed from the sweeps, then contracted
-    with d surv / d(duration, tail) by autograd on the O(T K C) survival graph.
+    with d surv / d(duration, tail) by autograd on the O(T K C) survival graph. Weights below
+    exp(-700) are exactly 0: a forbidden length's survival (near NEG) has a meaningless local
+    derivative there.
     """
     batch, length, labels, _ = m.shape
-    dev, log_z = m.prefix.device, fwd.log_z.view(batch, 1, 1)
+    dev, log_z = m.prefix.device, usable_log_z(fwd.log_z).view(batch, 1, 1)
     by_length = torch.zeros(length, labels, dtype=torch.float64, device=dev)  # row l - 1
     whole = None
     edges = fwd.edges
     if edges.first is not None:  # first run [0, e): weight by its length e
-        weight = _exp(edges.first[:, :, 1:] + bwd.u[:, :, 1 : length + 1] - log_z)
+        weight = _exact_exp(edges.first[:, :, 1:] + bwd.u[:, :, 1 : length + 1] - log_z)
         by_length += torch.einsum("b,bcl->lc", g, weight)
     if edges.last is not None:  # last run [s, L): length L - s
-        weight = _exp(last_run_terms(m, fwd.gamma, edges) - log_z) * g.view(batch, 1, 1)
+        weight = _exact_exp(last_run_terms(m, fwd.gamma, edges) - log_z) * g.view(batch, 1, 1)
         if edges.first is not None:  # s = 0 with both edges cut scores surv2 instead
             both_cut = (m.censored[:, 0] & m.censored[:, 1]).view(batch, 1)
             whole = torch.where(both_cut, weight[:, :, 0], 0.0)
@@ -448,9 +484,11 @@ def _edge_duration_gradients(
 def gradients(
     m: Model64, fwd: ForwardSweep, bwd: BackwardSweep, grad_out: Tensor, full_max_len: int
 ) -> Gradients:
-    """Posterior expectations, each weighted by ``grad_out[b]`` and summed over the batch."""
+    """Posterior expectations, each weighted by ``grad_out[b]`` and summed over the batch
+    (a per-position transition gets its (B, T, C, C) expectations, zero at t = 0 and past
+    each length). Impossible sequences must come with ``grad_out[b] = 0``."""
     batch, length, labels, max_len = m.shape
-    prefix, log_z = m.prefix, fwd.log_z.view(batch, 1, 1)
+    prefix, log_z = m.prefix, usable_log_z(fwd.log_z).view(batch, 1, 1)
     g = grad_out.to(torch.float64)
     gamma = true_gamma(m, fwd)  # (B, C, T): segment starts at s = 0..T-1
     start_mass = _exp(gamma + prefix[:, :, :length] + bwd.out - log_z)
@@ -463,14 +501,23 @@ def gradients(
     # transitions c' -> c into a segment starting at s in [1, T), in blocks of positions
     grad_trans = torch.zeros_like(m.transition)
     block = max(1, _BLOCK_ELEMENTS // (batch * labels * labels))
+    inside = torch.arange(length, device=prefix.device) < m.lengths.view(batch, 1)
     for s0 in range(1, length, block):
         s1 = min(length, s0 + block)
+        if m.per_position:
+            into = m.transition[:, s0:s1].permute(0, 2, 3, 1)  # (B, C, C, s)
+        else:
+            into = m.transition.view(1, labels, labels, 1)
         pair = (
             fwd.alpha[:, :, s0:s1].unsqueeze(2)
-            + m.transition.view(1, labels, labels, 1)
+            + into
             + (bwd.out[:, :, s0:s1] - log_z).unsqueeze(1)
         )
-        grad_trans += torch.einsum("b,bijs->ij", g, _exp(pair))
+        mass = _exact_exp(pair) * inside[:, s0:s1].view(batch, 1, 1, -1)
+        if m.per_position:
+            grad_trans[:, s0:s1] = (mass * g.view(batch, 1, 1, 1)).permute(0, 3, 1, 2)
+        else:
+            grad_trans += torch.einsum("b,bijs->ij", g, mass)
     grad_dur = torch.zeros(full_max_len, labels, dtype=torch.float64, device=prefix.device)
     grad_dur[:max_len] = torch.einsum("b,bck->kc", g, bwd.duration_mass)
     grad_tail = None
@@ -501,7 +548,7 @@ def viterbi_sweep(m: Model64) -> ViterbiSweep:
     """The forward recursion in the max semiring, with back-pointers (length and c')."""
     batch, length, labels, max_len = m.shape
     dev = m.prefix.device
-    prefix, trans_t = m.prefix, m.transition.unsqueeze(0)
+    prefix = m.prefix
     duration_rev = m.duration.flip(1)
     gamma, alpha = _forward_buffers(m)
     edges = edge_terms(m)
@@ -531,7 +578,7 @@ def viterbi_sweep(m: Model64) -> ViterbiSweep:
         alpha[:, :, t] = a_t
         back_len[:, :, t] = seg_len.to(torch.int32)
         if t < length:
-            into, prev = torch.max(a_t.unsqueeze(2) + trans_t, dim=1)
+            into, prev = torch.max(a_t.unsqueeze(2) + m.transition_at(t), dim=1)
             gamma[:, :, max_len + t] = into.sub_(prefix[:, :, t])
             back_label[:, :, t] = prev
     best, last_label = torch.max(_end_prefix_of(alpha, m), dim=1)

@@ -11,6 +11,17 @@ import torch
 from torch import Tensor
 
 from semicrf.crf import survival
+from semicrf.crf.streaming import NEG
+
+
+def _finite(x: Tensor) -> Tensor:
+    """float64 ``x`` with -inf (a forbidden entry) as NEG, so no log-sum-exp is all -inf."""
+    return x.to(torch.float64).clamp(min=NEG)
+
+
+def _into(trans: Tensor, t: int) -> Tensor:
+    """The transition into a segment starting at t: (B, C, C) or (C, C)."""
+    return trans[:, t] if trans.dim() == 4 else trans
 
 
 def log_partition(
@@ -34,9 +45,9 @@ def log_partition(
     prefix = torch.cat(
         [emissions.new_zeros(batch, 1, labels), torch.cumsum(emissions, dim=1)], dim=1
     )
-    trans = transition.to(f64)
-    duration_rev = duration[:max_len].to(f64).flip(0)  # row j holds length max_len - j
-    start64 = emissions.new_zeros(labels) if start is None else start.to(f64)
+    trans = _finite(transition)
+    duration_rev = _finite(duration[:max_len]).flip(0)  # row j holds length max_len - j
+    start64 = emissions.new_zeros(labels) if start is None else _finite(start)
     neg_inf = emissions.new_full((batch, labels), float("-inf"))
     gammas = [neg_inf] * (max_len - 1) + [start64.expand(batch, labels)]
     alphas = [neg_inf]
@@ -44,8 +55,9 @@ def log_partition(
         window = torch.stack(gammas[-max_len:], dim=1) + duration_rev  # (B, K, C)
         a_t = torch.logsumexp(window, dim=1) + prefix[:, t]
         alphas.append(a_t)
-        into = torch.logsumexp(a_t.unsqueeze(2) + trans, dim=1)
-        gammas.append(into - prefix[:, t])
+        if t < length:
+            into = torch.logsumexp(a_t.unsqueeze(2) + _into(trans, t), dim=1)
+            gammas.append(into - prefix[:, t])
     alpha = torch.stack(alphas, dim=1)  # (B, T + 1, C)
     ends = alpha[torch.arange(batch), lengths.long()]
     return torch.logsumexp(ends, dim=1).to(scores.dtype)
@@ -59,8 +71,9 @@ def _runs_log_partition(scores, transition, duration, lengths, start, tail, cens
     emissions = scores.to(f64)
     prefix = torch.cat([emissions.new_zeros(batch, 1, labels), torch.cumsum(emissions, dim=1)], 1)
     eye = torch.eye(labels, dtype=torch.bool, device=scores.device)
-    trans = torch.where(eye, float("-inf"), transition.to(f64))
-    start64 = emissions.new_zeros(labels) if start is None else start.to(f64)
+    trans = torch.where(eye, NEG, _finite(transition))
+    start64 = emissions.new_zeros(labels) if start is None else _finite(start)
+    duration = _finite(duration)
     tail64 = emissions.new_zeros(labels) if tail is None else tail.to(f64)
     run_lengths = torch.arange(1, length + 1, device=scores.device)
     dur = survival.run_score(duration.to(f64), tail64, run_lengths)  # (T, C), row l - 1
@@ -87,5 +100,6 @@ def _runs_log_partition(scores, transition, duration, lengths, start, tail, cens
             if t == n:
                 out.append(torch.logsumexp(alpha, dim=0))
             else:
-                gammas.append(torch.logsumexp(alpha.unsqueeze(1) + trans, dim=0))
+                into = trans[b, t] if trans.dim() == 4 else trans
+                gammas.append(torch.logsumexp(alpha.unsqueeze(1) + into, dim=0))
     return torch.stack(out).to(scores.dtype)
