@@ -310,3 +310,62 @@ def test_runs_viterbi_equals_the_reference(shape, seed, cut):
         got = blocked.viterbi_sweep(m, **sizes)
         _close(got.best, want.best, "best score")
         assert streaming.traceback(got, m.lengths) == streaming.traceback(want, m.lengths)
+
+
+def _per_position(case: Case, seed: int, forbid: float = 0.3) -> Case:
+    """The case with a per-position (B, T, C, C) transition: random rows, a (3, C, C) frame
+    pattern of -inf entries by t mod 3 (a grammar's shape) and random -inf entries."""
+    batch, length, labels = case.scores.shape
+    gen = torch.Generator().manual_seed(seed)
+    trans = 2.0 * torch.randn(batch, length, labels, labels, generator=gen, dtype=torch.float64)
+    frame = torch.rand(3, labels, labels, generator=gen) < forbid
+    by_position = frame[torch.arange(length) % 3].unsqueeze(0)
+    scattered = torch.rand(batch, length, labels, labels, generator=gen) < forbid / 3
+    case.transition = trans.masked_fill(by_position | scattered, float("-inf"))
+    return case
+
+
+@pytest.mark.parametrize("semantics", ["segments", "runs"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(3, 40, 7, 3), (2, 33, 50, 2), (3, 70, 4, 3), (2, 1, 5, 3)])
+def test_per_position_transitions_equal_the_reference(shape, seed, semantics):
+    """(B, T, C, C) transitions with -inf entries: every sweep output and gradient (the
+    per-position transition's included), across groups, blocks and reversed lengths."""
+    batch, length, max_len, labels = shape
+    case = _per_position(random_case(batch, length, max_len, labels, seed), seed)
+    runs = _runs(case, seed, "random") if semantics == "runs" else None
+    for sizes in (SMALL, {"block": 3, "group": 9}, {}):
+        _check(case, sizes, runs=runs, seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_position_adversarial_runs_the_block_repair(seed, monkeypatch):
+    """Large emissions and per-position transitions: the log-space block repair reads the
+    per-position rows too, and the result is still exact."""
+    calls = {"log": 0}
+    exact = blocked._intra_log
+
+    def counting(*args):
+        calls["log"] += 1
+        return exact(*args)
+
+    monkeypatch.setattr(blocked, "_intra_log", counting)
+    case = _per_position(_adversarial(seed, magnitude=300.0), seed)
+    _check(case, WIDE, runs=_runs(case, seed, "random"))
+    assert calls["log"] > 0
+
+
+@pytest.mark.parametrize("semantics", ["segments", "runs"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(3, 50, 7, 3), (2, 90, 20, 3), (2, 1, 5, 3)])
+def test_per_position_viterbi_equals_the_reference(shape, seed, semantics):
+    batch, length, max_len, labels = shape
+    case = _per_position(random_case(batch, length, max_len, labels, seed, scale=1.0 + seed), seed)
+    runs = _runs(case, seed, "random") if semantics == "runs" else {}
+    m = streaming.prepare(case.scores, case.transition, case.duration, case.lengths, case.start,
+                          **runs)
+    want = streaming.viterbi_sweep(m)
+    for sizes in ({"chunk": 2, "group": 4}, {}):
+        got = blocked.viterbi_sweep(m, **sizes)
+        _close(got.best, want.best, "best score")
+        assert streaming.traceback(got, m.lengths) == streaming.traceback(want, m.lengths)

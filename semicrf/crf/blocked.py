@@ -24,6 +24,12 @@ with the same kind of checked rescaling. Viterbi bounds the window maximum chunk
 
 Layout inside this module is label-major first, (C, B, positions); results are returned in
 ``streaming``'s dataclasses and layout, and ``streaming.gradients`` is shared.
+
+A per-position transition (B, T, C, C) enters only where a segment starts: the block
+system's coupling of a start at s takes the row of s (the system is per sequence anyway, so
+it costs the same products), and the engines read the rows of one block or group at a time
+(:class:`PositionMix`), reversed at each length for the backward; nothing of size T * C * C
+is copied beyond the model's own float64 table.
 """
 
 from __future__ import annotations
@@ -72,18 +78,49 @@ _MASS_SCALE = 300.0
 _EXACT_ELEMENTS = 1 << 21
 
 
+class PositionMix:
+    """A per-position transition as the engines read it, in engine positions.
+
+    ``rows(t0, n)`` -> (B, n, C, C) [b, p, from, to], the mix of engine positions
+    t0 .. t0 + n - 1 (zeros where the engine position has no transition row: those values
+    are never used). Forward: engine position t is position t of ``transition``
+    (B, T, C, C) [b, t, src, dst]. Reversed (the backward sweep on each sequence reversed at
+    its length): engine position tau is position L_b - tau, and from / to are swapped.
+    """
+
+    def __init__(self, transition: Tensor, lengths: Tensor | None = None) -> None:
+        self.transition = transition
+        self.lengths = lengths  # None: forward; (B,) int64: reversed at these lengths
+
+    def rows(self, t0: int, n: int) -> Tensor:
+        batch, length = self.transition.shape[:2]
+        dev = self.transition.device
+        if self.lengths is None:
+            out = self.transition[:, t0 : t0 + n]
+            if out.shape[1] < n:
+                pad = out.new_zeros((batch, n - out.shape[1]) + out.shape[2:])
+                out = torch.cat([out, pad], dim=1)
+            return out
+        source = self.lengths.view(batch, 1) - torch.arange(t0, t0 + n, device=dev)
+        source = source.clamp_(0, length - 1)
+        picked = self.transition[torch.arange(batch, device=dev).view(batch, 1), source]
+        return picked.transpose(2, 3)
+
+
 class _Window:
-    """Constant tensors of the window recursion for one duration table and exp(mix).
+    """Constant tensors of the window recursion for one duration table and exp(mix)
+    (``expmix`` None for a per-position mix, whose coupling is built per block).
 
     Positions come in groups of ``group`` (a multiple of ``block``); the window before a
     group is ``width`` positions (a whole number of chunks of ``block``, at least K + 1).
     """
 
-    def __init__(self, duration: Tensor, expmix: Tensor, block: int, group: int) -> None:
+    def __init__(self, duration: Tensor, expmix: Tensor | None, block: int, group: int) -> None:
         labels, max_len = duration.shape
         dev = duration.device
         self.width = (max_len // block + 1) * block  # >= K + 1: the tail reads w[t - K - 1]
-        self.dmax = duration.amax(1).view(labels, 1, 1)
+        # (a label whose every length is forbidden must not rescale NEG entries to 1)
+        self.dmax = duration.amax(1).clamp(min=-600.0).view(labels, 1, 1)
         slots = torch.arange(self.width + group, device=dev)
         rows = torch.arange(group, device=dev)
         # slot j of the extended window [T0 - W, T0 + G) against row p (position T0 + p)
@@ -101,9 +138,12 @@ class _Window:
         log_in = duration[:, (lag_in - 1).clamp(0, max_len - 1)]
         self.log_intra = log_in.masked_fill(~ok, -math.inf)  # (C, P, P)
         intra_t = (log_in.exp() * ok).permute(1, 0, 2)  # (P, C, P) [t, c, s]
-        # -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']: the block system's entries
-        self.coupling = (intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
-            block, labels, block * labels)
+        self.coupling = None
+        if expmix is None:  # per-position: -exp(duration) at [t, c, s], the mix added per block
+            self.intra = -intra_t
+        else:  # -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']: the system's entries
+            self.coupling = (intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
+                block, labels, block * labels)
 
 
 def _window_sum(
@@ -148,12 +188,13 @@ def _geometric(terms: Tensor, carry: Tensor, tail: Tensor) -> Tensor:
 
 
 def _sum_engine(
-    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, block: int, group: int,
-    extra: Tensor | None = None, tail: Tensor | None = None,
+    prefix: Tensor, mix: Tensor | PositionMix, duration: Tensor, w0: Tensor, block: int,
+    group: int, extra: Tensor | None = None, tail: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """The window recursion in the (+, log) semiring, forward in position.
 
-    prefix (C, B, N + 1) emission prefix sums; mix (C, C) [from, to]; duration (C, K);
+    prefix (C, B, N + 1) emission prefix sums; mix (C, C) [from, to] or a
+    :class:`PositionMix` (then ``mix[c', c]`` below is the row of position t); duration (C, K);
     w0 (C, B) the value of ``w`` at position 0. Returns v, w (C, B, N + 1) with
     ``v[t] = lse(lse_{k=1..min(K,t)} duration[k-1] + w[t-k], H[t], extra[t])`` (v[0] = NEG)
     and ``w[t, c] = lse_c'(v[t, c'] + prefix[t, c'] + mix[c', c]) - prefix[t, c]`` for t >= 1.
@@ -169,7 +210,8 @@ def _sum_engine(
         group = max(1, min(group, max_len + 1))
     block = min(block, group)
     group -= group % block
-    expmix = mix.exp()
+    positional = isinstance(mix, PositionMix)
+    expmix = None if positional else mix.exp()
     win = _Window(duration, expmix, block, group)
     width = win.width
     ngroups = -(-(n1 - 1) // group)
@@ -220,10 +262,15 @@ def _sum_engine(
                                    block, window_work)
                 vpast = torch.logaddexp(vpast, near)
             e = rel[:, :, t0 : t0 + pe]
-            coupling = win.coupling if pe == block else win.coupling[:pe, :, : pe * labels]
-            got = _intra_linear(vpast, e, coupling, expmix, work)
+            if positional:
+                block_mix = mix.rows(t0, pe)
+                got = _intra_linear(vpast, e, win.intra[:pe, :, :pe], block_mix.exp(), work)
+            else:
+                block_mix = mix
+                coupling = win.coupling if pe == block else win.coupling[:pe, :, : pe * labels]
+                got = _intra_linear(vpast, e, coupling, expmix, work)
             if got is None:
-                vb, wb = _intra_log(vpast, prefix[:, :, t0 : t0 + pe], win.log_intra, mix)
+                vb, wb = _intra_log(vpast, prefix[:, :, t0 : t0 + pe], win.log_intra, block_mix)
             else:
                 vb, wb = got
             v[:, :, t0 : t0 + pe] = vb
@@ -241,7 +288,9 @@ def _intra_linear(
 
     vpast, e (C, B, P); ``work`` a reusable buffer of at least B (P C)^2 elements;
     coupling (P, C, P * C) holds -exp(duration[t - s - 1, c]) *
-    exp(mix[c'', c]) at [t, c, s * C + c''] (0 where no segment). The unknowns are
+    exp(mix[c'', c]) at [t, c, s * C + c''] (0 where no segment), with ``expmix`` (C, C);
+    for a per-position mix, ``expmix`` is (B, P, C, C) [b, s, c'', c] and ``coupling``
+    (P, C, P) holds -exp(duration[t - s - 1, c]) at [t, c, s]. The unknowns are
     Y[t, c] = exp(v[t, c] + e[t, c] - rho) (rho the block's largest past term), with
     X = Y @ exp(mix) = exp(w + e - rho); a segment [s, t) inside the block has the factor
     exp(duration) * exp(e[t] - e[s]), formed as exp(e[t] - mid) * exp(mid - e[s]) (mid the
@@ -257,13 +306,21 @@ def _intra_linear(
     rho = ve.amax(dim=(0, 2), keepdim=True)  # (1, B, 1)
     rhs = (ve - rho).clamp_(min=-700.0).exp_().permute(1, 2, 0)  # (B, P, C)
     rows = (e - mid).exp_().permute(1, 2, 0).unsqueeze(3)  # (B, P, C, 1) [b, t, c]
-    cols = (mid - e).exp_().transpose(0, 1).repeat_interleave(labels, dim=2)  # (B, C, P C)
     system = work[: batch * pe * labels * pe * labels].view(batch, pe, labels, pe * labels)
-    torch.mul(cols.unsqueeze(1), coupling, out=system)
+    if expmix.dim() == 2:
+        cols = (mid - e).exp_().transpose(0, 1).repeat_interleave(labels, dim=2)  # (B, C, P C)
+        torch.mul(cols.unsqueeze(1), coupling, out=system)
+    else:  # the start's own mix row: cols * exp(mix[b, s, c'', c]) at [b, c, s, c'']
+        cols = (mid - e).exp_().transpose(0, 1).unsqueeze(3) * expmix.permute(0, 3, 1, 2)
+        torch.mul(cols.unsqueeze(1), coupling.unsqueeze(3),
+                  out=system.view(batch, pe, labels, pe, labels))
     system = system.mul_(rows).view(batch, pe * labels, pe * labels)
     y = torch.linalg.solve_triangular(system, rhs.reshape(batch, pe * labels, 1), upper=False,
                                       unitriangular=True).view(batch, pe, labels)
-    x = torch.matmul(y, expmix)
+    if expmix.dim() == 2:
+        x = torch.matmul(y, expmix)
+    else:
+        x = torch.matmul(y.unsqueeze(2), expmix).squeeze(2)
     both = torch.stack([y, x])  # (2, B, P, C)
     if not bool(((both >= _TINY) & (both <= _HUGE)).all()):
         return None
@@ -274,17 +331,20 @@ def _intra_linear(
 def _intra_log(
     vpast: Tensor, prefix: Tensor, log_intra: Tensor, mix: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """One block's recursion position by position in log space (the exact repair)."""
+    """One block's recursion position by position in log space (the exact repair); mix (C, C)
+    or per position (B, P, C, C) [b, p, from, to]."""
     labels, batch, pe = vpast.shape
     vb = torch.empty_like(vpast)
     wb = torch.empty_like(vpast)
-    mix3 = mix.view(labels, labels, 1)
+    positional = mix.dim() == 4
+    mix3 = mix.permute(1, 2, 3, 0) if positional else mix.view(labels, labels, 1)
     for p in range(pe):
         terms = torch.cat([vpast[:, :, p : p + 1], log_intra[:, p, :p].unsqueeze(1) + wb[:, :, :p]], 2)
         v_t = _lse(terms, 2)
         vb[:, :, p] = v_t
         a_t = v_t + prefix[:, :, p]
-        wb[:, :, p] = _lse(a_t.unsqueeze(1) + mix3, 0) - prefix[:, :, p]
+        into = mix3[p] if positional else mix3  # (C, C, B or 1) [from, to, b]
+        wb[:, :, p] = _lse(a_t.unsqueeze(1) + into, 0) - prefix[:, :, p]
     return vb, wb
 
 
@@ -295,7 +355,7 @@ def _label_major(x: Tensor) -> Tensor:
 def _supported(m: Model64) -> bool:
     """Models the blocked sweeps handle (all but the ``allowed`` mask, which goes to the
     reference sweeps)."""
-    return m.bad_counts is None and not m.per_position
+    return m.bad_counts is None
 
 
 def _tail_of(m: Model64) -> Tensor | None:
@@ -326,8 +386,8 @@ def forward_sweep(m: Model64, block: int | None = None, group: int = GROUP) -> F
     # a censored first run is scored by its survival (edges.first), not from gamma[0]
     w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
     extra = None if edges.first is None else _label_major(edges.first)
-    v, w, _, _ = _sum_engine(prefix, m.transition, m.duration, w0, block, group, extra,
-                             _tail_of(m))
+    mix = PositionMix(m.transition) if m.per_position else m.transition
+    v, w, _, _ = _sum_engine(prefix, mix, m.duration, w0, block, group, extra, _tail_of(m))
     alpha = _label_major(v + prefix)
     alpha[:, :, 0] = NEG
     gamma = torch.full((batch, labels, max_len + length), NEG, dtype=torch.float64,
@@ -372,8 +432,8 @@ def backward_sweep(
             torch.arange(length + 1, device=dev) == 0, NEG)
     w0 = _cut(m.censored_at(1), torch.zeros(labels, batch, dtype=f64, device=dev))
     tail = _tail_of(m)
-    v, w, run_tail, run_moment = _sum_engine(rev, m.transition.T, m.duration, w0, block, group,
-                                             extra, tail)
+    mix = PositionMix(m.transition, m.lengths) if m.per_position else m.transition.T
+    v, w, run_tail, run_moment = _sum_engine(rev, mix, m.duration, w0, block, group, extra, tail)
     # out[s] = v[tau] + S[L] - S[s], u[s] = w[tau] + S[L]
     out_lm = (v.gather(2, tau) + end - prefix).masked_fill_(~inside | (tau == 0), NEG)
     u_lm = (w.gather(2, tau) + end).masked_fill_(~inside | (pos == 0), NEG)
@@ -566,8 +626,8 @@ def _far_max(w: Tensor, cmax: Tensor, lo: int, rows: int, win: _MaxWindow) -> tu
 
 
 def _max_engine(
-    prefix: Tensor, mix: Tensor, duration: Tensor, w0: Tensor, chunk: int, group: int,
-    extra: Tensor | None = None, tail: Tensor | None = None,
+    prefix: Tensor, mix: Tensor | PositionMix, duration: Tensor, w0: Tensor, chunk: int,
+    group: int, extra: Tensor | None = None, tail: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The window recursion in the (max, +) semiring with back-pointers, forward in position.
 
@@ -593,7 +653,8 @@ def _max_engine(
     v = torch.full((labels, batch, n1), NEG, dtype=f64, device=dev)
     back_len = torch.zeros(labels, batch, n1, dtype=torch.int32, device=dev)
     back_label = torch.zeros(labels, batch, n1, dtype=torch.int32, device=dev)
-    mix3 = mix.view(labels, labels, 1)
+    positional = isinstance(mix, PositionMix)
+    mix3 = None if positional else mix.view(labels, labels, 1)
     cand = torch.empty(labels, batch, group + 1, dtype=f64, device=dev)
     pick = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
     prev = torch.empty(labels, batch, group, dtype=torch.int64, device=dev)
@@ -627,6 +688,8 @@ def _max_engine(
             far = torch.where(better, edge, far)
             far_len = torch.where(better, g0 + rows, far_len)
         vg = v[:, :, g0 : g0 + ge]
+        if positional:  # (ge, C, C, B) [p, from, to, b]
+            group_mix = mix.rows(g0, ge).permute(1, 2, 3, 0).contiguous()
         for p in range(ge):
             t = g0 + p
             cand[:, :, 0] = far[:, :, p]
@@ -634,7 +697,8 @@ def _max_engine(
                       out=cand[:, :, 1 : p + 1])
             torch.max(cand[:, :, : p + 1], 2, out=(vg[:, :, p], pick[:, :, p]))
             a_t = vg[:, :, p] + prefix[:, :, t]
-            torch.max(a_t.unsqueeze(1) + mix3, 0, out=(into, prev[:, :, p]))
+            into_mix = group_mix[p] if positional else mix3
+            torch.max(a_t.unsqueeze(1) + into_mix, 0, out=(into, prev[:, :, p]))
             torch.sub(into, prefix[:, :, t], out=w[:, :, s0 + p])
         chosen = pick[:, :, :ge]
         seg_len = torch.where(chosen == 0, far_len, rows - (chosen - 1))
@@ -655,7 +719,8 @@ def viterbi_sweep(m: Model64, chunk: int = CHUNK, group: int = GROUP) -> Viterbi
     edges = streaming.edge_terms(m)
     w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
     extra = None if edges.first is None else _label_major(edges.first)
-    v, w, back_len, back_label = _max_engine(prefix, m.transition, m.duration, w0, chunk,
+    mix = PositionMix(m.transition) if m.per_position else m.transition
+    v, w, back_len, back_label = _max_engine(prefix, mix, m.duration, w0, chunk,
                                              group, extra, _tail_of(m))
     alpha = _label_major(v + prefix)
     best, last_label = torch.max(streaming._end_prefix_of(alpha, m), dim=1)
