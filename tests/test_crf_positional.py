@@ -212,19 +212,19 @@ def test_label_nll_with_per_position_transitions_is_a_probability():
     """Both semantics: the NLL of every labelling of a tiny problem sums (as probabilities) to 1."""
     gen = torch.Generator().manual_seed(2)
     length, labels = 4, 2
-    scores = torch.randn(1, length, labels, generator=gen, dtype=torch.float64)
-    trans = torch.randn(1, length, labels, labels, generator=gen, dtype=torch.float64)
+    scores = torch.randn(2, length, labels, generator=gen, dtype=torch.float64)
+    trans = torch.randn(2, length, labels, labels, generator=gen, dtype=torch.float64)
     trans[0, 2, 0, 1] = float("-inf")
     duration = torch.randn(3, labels, generator=gen, dtype=torch.float64)
-    lengths = torch.tensor([length])
+    lengths = torch.tensor([length, length - 1])
     for semantics, extra in (("segments", {}), ("runs", dict(tail=torch.full((labels,), -0.4,
                                                                             dtype=torch.float64)))):
-        total = 0.0
+        total = torch.zeros(2, dtype=torch.float64)
         for y in bf_runs.labellings(length, labels):
-            tags = torch.tensor([y])
+            tags = torch.tensor([y, y])
             nll = label_nll(scores, trans, duration, lengths, tags, semantics=semantics, **extra)
-            total += float(torch.exp(-nll))
-        assert abs(total - 1.0) <= 1e-9
+            total += torch.exp(-nll) * torch.tensor([1.0, 0.5])  # sequence 1 ignores y[3]
+        torch.testing.assert_close(total, torch.ones(2, dtype=torch.float64), atol=1e-9, rtol=0)
 
 
 def test_invalid_transition_values_are_one_line_errors():

@@ -99,8 +99,9 @@ def label_nll(
     if batch * num_labels * min(duration.shape[0], length) <= JOINT_SWEEP_MAX_WINDOW:
         # Small windows: a step's cost is mostly fixed overhead, so log Z and log Z(y) share
         # one sweep over a doubled batch (the free half allows everything).
+        doubled = torch.cat([transition, transition]) if transition.dim() == 4 else transition
         both = masked_log_partition(
-            torch.cat([scores, scores]), transition, duration, torch.cat([lengths, lengths]),
+            torch.cat([scores, scores]), doubled, duration, torch.cat([lengths, lengths]),
             start, torch.cat([torch.ones_like(allowed), allowed]), chosen,
         )
         log_z, log_z_gold = both.split(batch)
