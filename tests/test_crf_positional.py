@@ -95,6 +95,18 @@ def _leaves(problem, kwargs):
 @settings(max_examples=40, deadline=None)
 @given(shape=shapes)
 def test_log_partition_viterbi_marginals_and_gradients_equal_enumeration(backend, shape):
+    _check_against_enumeration(backend, shape)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_at_k1_the_linear_chain_map_equals_enumeration(backend, seed):
+    """Runs semantics at K = 1 runs as a linear chain (semicrf.crf.chain): censored edges,
+    -inf entries, ragged lengths."""
+    _check_against_enumeration(backend, (3, 6, 1, 3, seed, "runs", "random", 0.2))
+
+
+def _check_against_enumeration(backend, shape):
     problem, lengths, kwargs = _problem(shape)
     batch, _, labels = problem["scores"].shape
     leaves, extra = _leaves(problem, kwargs)

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from semicrf.crf import autograd, blocked, scoring, streaming, traced
+from semicrf.crf import autograd, blocked, chain, scoring, streaming, traced
 from semicrf.crf.checks import Segment, check_inputs, check_segments, check_semantics
 
 BACKENDS = ("auto", "reference", "triton")
@@ -84,14 +84,20 @@ def select_backend(backend: str, scores: Tensor, semantics: str = "segments") ->
 
 
 def _prepared(scores, transition, duration, lengths, start, semantics, tail, censored, backend):
+    """Validate, then (backend, model, the model's differentiable tensors). Runs semantics at
+    K = 1 becomes the equivalent linear chain (:mod:`semicrf.crf.chain`)."""
     batch, _, labels, _ = check_inputs(scores, transition, duration, lengths, start)
     check_semantics(semantics, tail, censored, batch, labels, scores.device)
+    if semantics == "runs" and duration.shape[0] == 1:
+        scores, transition, duration, start = chain.as_linear_chain(
+            scores, transition, duration, lengths, start, tail, censored)
+        semantics, tail, censored = "segments", None, None
     chosen = select_backend(backend, scores, semantics)
     model = streaming.prepare(
         scores, transition, duration, lengths, start, semantics=semantics, tail=tail,
         censored=censored,
     )
-    return chosen, model
+    return chosen, model, (scores, transition, duration, start, tail)
 
 
 def log_partition(
@@ -110,10 +116,10 @@ def log_partition(
 
     Differentiable w.r.t. scores, transition, duration, start and tail (hand-written backward).
     """
-    chosen, model = _prepared(
+    chosen, model, tensors = _prepared(
         scores, transition, duration, lengths, start, semantics, tail, censored, backend
     )
-    return autograd.log_partition(chosen, model, scores, transition, duration, start, tail)
+    return autograd.log_partition(chosen, model, *tensors)
 
 
 def viterbi(
@@ -133,11 +139,14 @@ def viterbi(
     With ``semantics="runs"`` the segments are the maximal runs of the best labelling. The
     traceback covers the whole length, however long. Not differentiable.
     """
-    chosen, model = _prepared(
+    chosen, model, _ = _prepared(
         scores, transition, duration, lengths, start, semantics, tail, censored, backend
     )
     with torch.no_grad():
-        return autograd.viterbi(chosen, model, scores.dtype)
+        best, paths = autograd.viterbi(chosen, model, scores.dtype)
+    if semantics == "runs" and model.semantics == "segments":  # the K = 1 chain
+        paths = [chain.merge_runs(path) for path in paths]
+    return best, paths
 
 
 def marginals(
@@ -157,7 +166,7 @@ def marginals(
     Equal to d log Z / d scores. When an input requires grad the result is differentiable;
     that path traces the recursion with autograd (O(T K C) memory): use it on small inputs.
     """
-    chosen, model = _prepared(
+    chosen, model, _ = _prepared(
         scores, transition, duration, lengths, start, semantics, tail, censored, backend
     )
     inputs = [x for x in (scores, transition, duration, start, tail) if x is not None]
@@ -195,8 +204,11 @@ def posterior_durations(
     backward sweep (the blocked sweeps on CPU, the reference sweeps elsewhere). Not
     differentiable.
     """
-    _, model = _prepared(
-        scores, transition, duration, lengths, start, semantics, tail, censored, "reference"
+    batch, _, labels, _ = check_inputs(scores, transition, duration, lengths, start)
+    check_semantics(semantics, tail, censored, batch, labels, scores.device)
+    model = streaming.prepare(
+        scores, transition, duration, lengths, start, semantics=semantics, tail=tail,
+        censored=censored,
     )
     sweeps = blocked if scores.device.type == "cpu" else streaming
     fwd = sweeps.forward_sweep(model)

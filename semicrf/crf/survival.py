@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 
-def _geometric_log(tail: Tensor) -> Tensor:
+def geometric_log(tail: Tensor) -> Tensor:
     """log 1 / (1 - exp(tail)) = log sum_{j >= 0} exp(j * tail), (C,); tail < 0."""
     return -torch.log(-torch.expm1(tail))
 
@@ -36,7 +36,7 @@ def run_score(duration: Tensor, tail: Tensor, lengths: Tensor) -> Tensor:
 def log_survival(duration: Tensor, tail: Tensor, lengths: Tensor) -> Tensor:
     """surv(l, c) for lengths (n,) -> (n, C)."""
     max_len = duration.shape[0]
-    geo = _geometric_log(tail)
+    geo = geometric_log(tail)
     last = duration[max_len - 1]
     # rows l - 1 of the reversed cumulative log-sum-exp: lse_{d = l..K} duration[d - 1]
     table = torch.logcumsumexp(duration.flip(0), 0).flip(0)
@@ -49,7 +49,7 @@ def log_survival(duration: Tensor, tail: Tensor, lengths: Tensor) -> Tensor:
 def log_survival2(duration: Tensor, tail: Tensor, lengths: Tensor) -> Tensor:
     """surv2(l, c) for lengths (n,) -> (n, C); O(n K C) work."""
     max_len = duration.shape[0]
-    geo = _geometric_log(tail)
+    geo = geometric_log(tail)
     last = duration[max_len - 1]
     short = lengths.clamp(max=max_len)
     d = torch.arange(1, max_len + 1, device=lengths.device)
