@@ -139,8 +139,9 @@ class _Window:
         self.log_intra = log_in.masked_fill(~ok, -math.inf)  # (C, P, P)
         intra_t = (log_in.exp() * ok).permute(1, 0, 2)  # (P, C, P) [t, c, s]
         self.coupling = None
-        if expmix is None:  # per-position: -exp(duration) at [t, c, s], the mix added per block
-            self.intra = -intra_t
+        if expmix is None:  # per-position: -exp(duration) at [t, c, s * C + c''] (the same for
+            # every c''), the mix added per block; expanded so the block product is contiguous
+            self.intra = (-intra_t).unsqueeze(3).expand(block, labels, block, labels).contiguous()
         else:  # -exp(duration) * exp(mix[c'', c]) at [t, c, s * C + c'']: the system's entries
             self.coupling = (intra_t.unsqueeze(3) * -expmix.T.view(1, labels, 1, labels)).reshape(
                 block, labels, block * labels)
@@ -264,7 +265,8 @@ def _sum_engine(
             e = rel[:, :, t0 : t0 + pe]
             if positional:
                 block_mix = mix.rows(t0, pe)
-                got = _intra_linear(vpast, e, win.intra[:pe, :, :pe], block_mix.exp(), work)
+                intra = win.intra[:pe, :, :pe].reshape(pe, labels, pe * labels)
+                got = _intra_linear(vpast, e, intra, block_mix.exp(), work)
             else:
                 block_mix = mix
                 coupling = win.coupling if pe == block else win.coupling[:pe, :, : pe * labels]
@@ -290,7 +292,7 @@ def _intra_linear(
     coupling (P, C, P * C) holds -exp(duration[t - s - 1, c]) *
     exp(mix[c'', c]) at [t, c, s * C + c''] (0 where no segment), with ``expmix`` (C, C);
     for a per-position mix, ``expmix`` is (B, P, C, C) [b, s, c'', c] and ``coupling``
-    (P, C, P) holds -exp(duration[t - s - 1, c]) at [t, c, s]. The unknowns are
+    (P, C, P * C) holds -exp(duration[t - s - 1, c]) at [t, c, s * C + c'']. The unknowns are
     Y[t, c] = exp(v[t, c] + e[t, c] - rho) (rho the block's largest past term), with
     X = Y @ exp(mix) = exp(w + e - rho); a segment [s, t) inside the block has the factor
     exp(duration) * exp(e[t] - e[s]), formed as exp(e[t] - mid) * exp(mid - e[s]) (mid the
@@ -310,10 +312,9 @@ def _intra_linear(
     if expmix.dim() == 2:
         cols = (mid - e).exp_().transpose(0, 1).repeat_interleave(labels, dim=2)  # (B, C, P C)
         torch.mul(cols.unsqueeze(1), coupling, out=system)
-    else:  # the start's own mix row: cols * exp(mix[b, s, c'', c]) at [b, c, s, c'']
+    else:  # the start's own mix row: cols * exp(mix[b, s, c'', c]) at [b, c, s * C + c'']
         cols = (mid - e).exp_().transpose(0, 1).unsqueeze(3) * expmix.permute(0, 3, 1, 2)
-        torch.mul(cols.unsqueeze(1), coupling.unsqueeze(3),
-                  out=system.view(batch, pe, labels, pe, labels))
+        torch.mul(cols.view(batch, 1, labels, pe * labels), coupling, out=system)
     system = system.mul_(rows).view(batch, pe * labels, pe * labels)
     y = torch.linalg.solve_triangular(system, rhs.reshape(batch, pe * labels, 1), upper=False,
                                       unitriangular=True).view(batch, pe, labels)

@@ -11,8 +11,10 @@ self-transitions). Its probability is the total probability of all of them::
     NLL(y) = log Z - log Z(y),   Z(y) = sum over segmentations whose every segment lies
                                         inside one run of y and carries that run's label,
 
-``log Z(y)`` being the same forward pass restricted by a mask. In both, NLL >= 0 and the
-probabilities of all labellings sum to one.
+``log Z(y)`` being the same forward pass restricted by a mask. At K = 1 (a linear chain) y
+has exactly one segmentation, its positions, so ``log Z(y)`` is that closed-form score (the
+masked sweep, which the blocked CPU sweeps do not run, made K = 1 training step through T
+positions one by one). In both, NLL >= 0 and the probabilities of all labellings sum to one.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ def label_nll(
         gold = scoring.score_segments(
             scores, transition, duration, start, scoring.label_runs(labels, lengths),
             lengths.to(torch.int64), semantics="runs", tail=tail, censored=censored,
+        )
+        return log_z - gold.to(log_z.dtype)
+    if duration.shape[0] == 1:  # a linear chain: the labelling is its only segmentation
+        log_z = log_partition(scores, transition, duration, lengths, start, backend=backend)
+        gold = scoring.score_segments(
+            scores, transition, duration, start, scoring.unit_segments(labels, lengths),
+            lengths.to(torch.int64),
         )
         return log_z - gold.to(log_z.dtype)
     chosen = select_backend(backend, scores)

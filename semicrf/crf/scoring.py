@@ -79,6 +79,15 @@ def label_runs(labels: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor,
     return seq, begin, end, label
 
 
+def unit_segments(labels: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Every position inside each length as its own segment of its label (the only
+    segmentation of a labelling at K = 1), as ``(seq, begin, end, label)`` (n,) int64."""
+    batch, length = labels.shape
+    inside = torch.arange(length, device=labels.device) < lengths.view(batch, 1)
+    seq, begin = inside.nonzero(as_tuple=True)
+    return seq, begin, begin + 1, labels[seq, begin].long()
+
+
 def segment_tensors(
     segments: list[list[tuple[int, int, int]]], device: torch.device
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
