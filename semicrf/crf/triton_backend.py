@@ -1,7 +1,9 @@
 """The ``triton`` backend: the Semi-CRF contract of :mod:`semicrf.crf.api` on Triton kernels.
 
 Same functions and conventions as the reference backend (:mod:`semicrf.crf.autograd`):
-scores (B, T, C), transition (C, C) [src, dst], duration (K, C) [length - 1, label],
+scores (B, T, C), transition (C, C) or per position (B, T, C, C) [..., src, dst] (the
+kernels read row [b, t] for a segment starting at t; its gradient comes back per position
+from the backward kernel), duration (K, C) [length - 1, label],
 start (C,) or None, lengths (B,) integer, optional allowed (B, T, C) bool (segments
 semantics), or semantics="runs" with tail (C,) and censored (B, 2) bool. Inputs are
 assumed validated (``semicrf.crf.checks``). Results come back in the dtype of ``scores``.
@@ -133,7 +135,10 @@ class TritonBackend:
 
     def backward(self, model, state: _State, grad_log_z: Tensor, with_duration: bool,
                  full_max_len: int) -> streaming.Gradients:
-        kernels, problem, fwd = _kernels(), state.problem, state.fwd
+        kernels, problem = _kernels(), state.problem
+        # impossible sequences (grad_log_z = 0 there) get log Z = 0: their posterior terms,
+        # all near NEG, then vanish instead of overflowing
+        fwd = dataclasses.replace(state.fwd, log_z=streaming.usable_log_z(state.fwd.log_z))
         bwd = kernels.backward(problem, fwd)
         g = grad_log_z.to(torch.float64).reshape(-1, 1, 1)
         labels = model.prefix.shape[1]
@@ -159,9 +164,13 @@ class TritonBackend:
                 )
                 grad_dur += edge_dur
                 grad_tail += edge_tail
+        if problem.per_position:  # (B, T, C, C), weighted in place
+            grad_trans = bwd.transition_mass.mul_(g.view(-1, 1, 1, 1))
+        else:
+            grad_trans = (bwd.transition_mass * g).sum(0)
         return streaming.Gradients(
             scores=bwd.marginals * g,
-            transition=(bwd.transition_mass * g).sum(0),
+            transition=grad_trans,
             duration=grad_dur,
             start=(start_mass * g[:, 0]).sum(0),
             tail=grad_tail,

@@ -119,6 +119,13 @@ def _fold_one(v, top, acc, F32_EXP: tl.constexpr):
 
 
 @triton.jit
+def _transition_tile(trans_ptr, row, C, rc, ok):
+    """The (BLOCK_C, BLOCK_C) [src, dst] tile of transition row ``row`` (0 for a (C, C)
+    table, ``b * T + t`` for the per-position form); NEG where ``ok`` is False."""
+    return tl.load(trans_ptr + row * C * C + rc[:, None] * C + rc[None, :], mask=ok, other=_NEG)
+
+
+@triton.jit
 def _logaddexp(a, b):
     """float64 log(exp(a) + exp(b)) (the tail recurrences: always float64)."""
     return tl.maximum(a, b) + tl.log(1.0 + tl.exp(tl.maximum(-tl.abs(a - b), _EXP_FLOOR)))
@@ -130,10 +137,12 @@ def _forward_kernel(
     gamma_ptr, alpha_ptr, logz_ptr,
     C, Kc, T,
     HAS_ALLOWED: tl.constexpr, HAS_TAIL: tl.constexpr, HAS_FIRST: tl.constexpr,
-    F32_EXP: tl.constexpr,
+    PER_POSITION: tl.constexpr, F32_EXP: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """alpha[t] = S[t] + lse_k(duration[k-1] + gamma[t-k]); gamma[t] = lse_c'(alpha + trans) - S[t].
+
+    trans (C, C), or with PER_POSITION (B, T, C, C), where gamma[t] reads row [b, t].
 
     lo (B, C, T) int32, only with HAS_ALLOWED: a segment ending at t must start at or after
     ``lo[t - 1]`` (one past the last disallowed position before t).
@@ -147,8 +156,9 @@ def _forward_kernel(
     rc = tl.arange(0, BLOCK_C)
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
-    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
-                    mask=c_ok[:, None] & c_ok[None, :], other=_NEG)  # [src, dst]
+    cc_ok = c_ok[:, None] & c_ok[None, :]
+    if not PER_POSITION:
+        trans = _transition_tile(trans_ptr, 0, C, rc, cc_ok)  # [src, dst]
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
@@ -164,6 +174,8 @@ def _forward_kernel(
         run_tail = tl.full([BLOCK_C], _NEG, tl.float64)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
+        if PER_POSITION:  # issued first, used last (gamma[T] of row T - 1 is never read)
+            trans = _transition_tile(trans_ptr, b * T + tl.minimum(t, T - 1), C, rc, cc_ok)
         if HAS_ALLOWED:
             lo = tl.load(lo_base + t - 1, mask=c_ok, other=0)
         top = tl.full([BLOCK_C], _NEG, tl.float64)
@@ -202,7 +214,7 @@ def _backward_kernel(
     u_ptr, marg_ptr, trans_mass_ptr, start_mass_ptr, tail_mass_ptr, tail_excess_ptr,
     C, Kc, T,
     HAS_ALLOWED: tl.constexpr, HAS_TAIL: tl.constexpr, HAS_LAST: tl.constexpr,
-    F32_EXP: tl.constexpr,
+    PER_POSITION: tl.constexpr, F32_EXP: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The mirrored sweep, t = L-1 .. 0, fused with the O(C^2)-per-step posteriors.
@@ -211,7 +223,9 @@ def _backward_kernel(
     u[t] = S[t] + beta[t], u[L] set by the launcher. Writes marg (B, T, C): P(position t has
     label c), accumulated as (segment ends after t) - (segment starts after t), the ends at
     L from end (B, C) (log-mass of the labellings by last label); trans_mass (B, C, C) and
-    start_mass (B, C): the posterior transition and first-segment masses.
+    start_mass (B, C): the posterior transition and first-segment masses. With PER_POSITION
+    trans is (B, T, C, C) and so is trans_mass, row [b, t] written at every t < L (0 at
+    t = 0; the launcher zero-fills t >= L).
     hi (B, C, T) int32, only with HAS_ALLOWED: a segment starting at s must end at or
     before ``hi[s]`` (the first disallowed position at or after s).
     HAS_TAIL: the mirrored tail recurrence ``R[t] = logaddexp(R[t+1], u[t+K+1] +
@@ -228,7 +242,8 @@ def _backward_kernel(
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
     cc_ok = c_ok[:, None] & c_ok[None, :]
-    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :], mask=cc_ok, other=_NEG)
+    if not PER_POSITION:
+        trans = _transition_tile(trans_ptr, 0, C, rc, cc_ok)
     u_stride = T + 1 + Kc
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
@@ -250,12 +265,15 @@ def _backward_kernel(
         tail_excess = tl.zeros([BLOCK_C], tl.float64)
     start_next = tl.zeros([BLOCK_C], tl.float64)
     running = tl.zeros([BLOCK_C], tl.float64)
-    trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
+    if not PER_POSITION:
+        trans_acc = tl.zeros([BLOCK_C, BLOCK_C], tl.float64)
     if ONE_CHUNK:  # the duration tile stays in registers
         dur_tile = tl.load(dur_ptr + rc[:, None] * Kc + rk[None, :],
                            mask=c_ok[:, None] & (rk < Kc)[None, :], other=0.0)
     for i in range(0, length):
         t = length - 1 - i
+        if PER_POSITION:  # issued first, used last (at t = 0 only for the unread u[0])
+            trans = _transition_tile(trans_ptr, b * T + t, C, rc, cc_ok)
         running += end_next - start_next
         tl.store(m_base + t * C, running, mask=c_ok)
         if HAS_ALLOWED:
@@ -295,12 +313,18 @@ def _backward_kernel(
         beta = tl.where(c_ok, _lse_rows(link, 1, F32_EXP), _NEG)
         a_t = tl.load(a_base + t, mask=c_ok, other=_NEG)
         inside = (t > 0).to(tl.float64)
-        trans_acc += tl.where(cc_ok, tl.exp(a_t[:, None] + link - log_z), 0.0) * inside
+        pair = tl.where(cc_ok, tl.exp(a_t[:, None] + link - log_z), 0.0)
+        if PER_POSITION:
+            tl.store(trans_mass_ptr + (b * T + t) * C * C + rc[:, None] * C + rc[None, :],
+                     pair * inside, mask=cc_ok)
+        else:
+            trans_acc += pair * inside
         end_next = tl.where(c_ok, tl.exp(a_t + beta - log_z), 0.0) * inside
         tl.store(u_rows + t, beta + s_t, mask=c_ok)  # u[0] is never read
         tl.debug_barrier()  # u[t] is read by the next step's window
     tl.store(start_mass_ptr + b * C + rc, start_next, mask=c_ok)
-    tl.store(trans_mass_ptr + b * C * C + rc[:, None] * C + rc[None, :], trans_acc, mask=cc_ok)
+    if not PER_POSITION:
+        tl.store(trans_mass_ptr + b * C * C + rc[:, None] * C + rc[None, :], trans_acc, mask=cc_ok)
     if HAS_TAIL:
         tl.store(tail_mass_ptr + b * C + rc, tail_mass, mask=c_ok)
         tl.store(tail_excess_ptr + b * C + rc, tail_excess, mask=c_ok)
@@ -348,7 +372,7 @@ def _viterbi_kernel(
     prefix_ptr, trans_ptr, dur_ptr, lengths_ptr, tail_ptr, first_edge_ptr,
     gamma_ptr, best_ptr, last_ptr, back_len_ptr, back_label_ptr,
     C, Kc, T,
-    HAS_TAIL: tl.constexpr, HAS_FIRST: tl.constexpr,
+    HAS_TAIL: tl.constexpr, HAS_FIRST: tl.constexpr, PER_POSITION: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):
     """The forward recursion in the max semiring with back-pointers.
@@ -357,15 +381,16 @@ def _viterbi_kernel(
     (beyond Kc with HAS_TAIL: the tail accumulator keeps the start of its best run);
     back_label (B, C, T + 1) int32: best previous label for a segment of label c starting
     at t; best (B,) float64 and last (B,) int32: the optimum at the length and its label.
-    HAS_TAIL / HAS_FIRST as in the forward kernel. Ties keep the longer run.
+    HAS_TAIL / HAS_FIRST / PER_POSITION as in the forward kernel. Ties keep the longer run.
     """
     b = tl.program_id(0).to(tl.int64)
     length = tl.load(lengths_ptr + b)
     rc = tl.arange(0, BLOCK_C)
     rk = tl.arange(0, BLOCK_K)
     c_ok = rc < C
-    trans = tl.load(trans_ptr + rc[:, None] * C + rc[None, :],
-                    mask=c_ok[:, None] & c_ok[None, :], other=_NEG)
+    cc_ok = c_ok[:, None] & c_ok[None, :]
+    if not PER_POSITION:
+        trans = _transition_tile(trans_ptr, 0, C, rc, cc_ok)
     g_stride = Kc + T + 1
     s_base = prefix_ptr + b * C * (T + 1) + rc * (T + 1)
     g_rows = gamma_ptr + b * C * g_stride + rc * g_stride
@@ -381,6 +406,8 @@ def _viterbi_kernel(
         tail_begin = tl.zeros([BLOCK_C], tl.int32)
     a_t = tl.full([BLOCK_C], _NEG, tl.float64)
     for t in range(1, length + 1):
+        if PER_POSITION:
+            trans = _transition_tile(trans_ptr, b * T + tl.minimum(t, T - 1), C, rc, cc_ok)
         best = tl.full([BLOCK_C], _NEG_INF, tl.float64)
         arg = tl.zeros([BLOCK_C], tl.int32)
         for k0 in range(0, Kc, BLOCK_K):
@@ -431,7 +458,7 @@ class Problem:
     """The model in the float64 label-major layout of the kernels (K already capped at T)."""
 
     prefix: Tensor  # S (B, C, T + 1) float64
-    transition: Tensor  # (C, C) float64, [src, dst]
+    transition: Tensor  # (C, C) or per position (B, T, C, C) float64, [..., src, dst]
     duration: Tensor  # (C, Kc) float64, [c, k - 1]
     start: Tensor  # (C,) float64
     lengths: Tensor  # (B,) int64
@@ -451,6 +478,11 @@ class Problem:
     def shape(self) -> tuple[int, int, int, int]:
         batch, labels, t_plus_1 = self.prefix.shape
         return batch, t_plus_1 - 1, labels, self.duration.shape[1]
+
+    @property
+    def per_position(self) -> bool:
+        """The transition is the (B, T, C, C) per-position form."""
+        return self.transition.dim() == 4
 
 
 def allowed_limits(allowed: Tensor) -> tuple[Tensor, Tensor]:
@@ -530,7 +562,7 @@ def forward(p: Problem) -> Forward:
         _or(p.first, p.start), gamma, alpha, log_z,
         labels, max_len, length,
         HAS_ALLOWED=p.lo is not None, HAS_TAIL=p.tail is not None, HAS_FIRST=p.first is not None,
-        F32_EXP=p.f32_exp,
+        PER_POSITION=p.per_position, F32_EXP=p.f32_exp,
         BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
@@ -541,7 +573,7 @@ def forward(p: Problem) -> Forward:
 @dataclass
 class Backward:
     marginals: Tensor  # (B, T, C) float64, zero past each length
-    transition_mass: Tensor  # (B, C, C) float64
+    transition_mass: Tensor  # (B, C, C), or (B, T, C, C) per position (0 at t = 0, t >= L)
     start_mass: Tensor  # (B, C) float64 (zero where the first run is censored)
     u: Tensor  # (B, C, T + 1 + Kc) float64
     tail_mass: Tensor | None = None  # (B, C): expected number of runs longer than Kc (tail)
@@ -562,7 +594,8 @@ def backward(p: Problem, fwd: Forward) -> Backward:
         u_end = torch.where(p.last_cut.view(batch, 1, 1), NEG, u_end)
     u.scatter_(2, at_end, u_end)
     marg = torch.zeros(batch, length, labels, dtype=f64, device=dev)
-    trans_mass = torch.zeros(batch, labels, labels, dtype=f64, device=dev)
+    rows = (batch, length) if p.per_position else (batch,)
+    trans_mass = torch.zeros(*rows, labels, labels, dtype=f64, device=dev)
     start_mass = torch.zeros(batch, labels, dtype=f64, device=dev)
     tail_mass = tail_excess = None
     if p.tail is not None:
@@ -576,7 +609,7 @@ def backward(p: Problem, fwd: Forward) -> Backward:
         _or(tail_mass, p.start), _or(tail_excess, p.start),
         labels, max_len, length,
         HAS_ALLOWED=p.hi is not None, HAS_TAIL=p.tail is not None, HAS_LAST=p.last is not None,
-        F32_EXP=p.f32_exp,
+        PER_POSITION=p.per_position, F32_EXP=p.f32_exp,
         BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
@@ -626,7 +659,7 @@ def viterbi(p: Problem) -> Viterbi:
         _or(p.first, p.start), gamma, best, last, back_len, back_label,
         labels, max_len, length,
         HAS_TAIL=p.tail is not None, HAS_FIRST=p.first is not None,
-        BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
+        PER_POSITION=p.per_position, BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
         num_warps=num_warps, num_stages=1,
     )
     return Viterbi(best=best, last_label=last, back_len=back_len, back_label=back_label,
