@@ -439,7 +439,7 @@ def _viterbi_kernel(
             best = tl.where(better, first, best)
             seg_len = tl.where(better, tl.cast(t, tl.int32), seg_len)
         s_t = tl.load(s_base + t, mask=c_ok, other=0.0)
-        a_t = tl.where(c_ok, best + s_t, _NEG)
+        a_t = tl.where(c_ok, best + s_t, _NEG_INF)  # padded lanes never win an argmax
         tl.store(back_len_ptr + p_base + t, seg_len, mask=c_ok)
         into, prev = tl.max(a_t[:, None] + trans, axis=0, return_indices=True)
         tl.store(g_rows + Kc + t, into - s_t, mask=c_ok)
