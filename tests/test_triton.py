@@ -369,7 +369,8 @@ _COMPILE_SCRIPT = textwrap.dedent("""
 
     count = 0
     # runs semantics: every shape and dtype with tail and both edges; the partial variants
-    # (tail only, edges only) at the first shape
+    # (tail only, edges only) at the first shape. Per-position transitions (B, T, C, C): the
+    # sweeps of both semantics at the one-chunk and the chunked shape, both dtypes
     RUNS_ALL = [dict(HAS_TAIL=True, HAS_FIRST=True, HAS_LAST=True)]
     RUNS_PARTIAL = [dict(HAS_TAIL=True, HAS_FIRST=False, HAS_LAST=False),
                     dict(HAS_TAIL=False, HAS_FIRST=True, HAS_LAST=True)]
@@ -385,7 +386,8 @@ _COMPILE_SCRIPT = textwrap.dedent("""
                           lo=None, hi=None, f32_exp=f32)
             block_c, block_k, warps = k._blocks(p)
             assert (block_k >= max_len) == (max_len < 3000), (labels, max_len, block_k)
-            sweep = dict(BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len, **ones)
+            sweep = dict(BLOCK_C=block_c, BLOCK_K=block_k, ONE_CHUNK=block_k >= max_len,
+                         PER_POSITION=False, **ones)
             none = dict(HAS_TAIL=False, HAS_FIRST=False, HAS_LAST=False)
             for allowed in (False, True):
                 flags = dict(HAS_ALLOWED=allowed, F32_EXP=f32)
@@ -408,6 +410,18 @@ _COMPILE_SCRIPT = textwrap.dedent("""
                 compile_one(k._viterbi_kernel, {**pick(runs, FORWARD), **sweep}, num_warps=warps,
                             num_stages=1)
                 count += 3
+            if (labels, max_len) not in ((3, 1000), (40, 3000)):
+                continue
+            rows = {**sweep, "PER_POSITION": True}
+            for runs, allowed in ((none, True), (RUNS_ALL[0], False)):
+                flags = dict(HAS_ALLOWED=allowed, F32_EXP=f32)
+                compile_one(k._forward_kernel, {**flags, **pick(runs, FORWARD), **rows},
+                            num_warps=warps, num_stages=1)
+                compile_one(k._backward_kernel, {**flags, **pick(runs, BACKWARD), **rows},
+                            num_warps=warps, num_stages=1)
+                compile_one(k._viterbi_kernel, {**pick(runs, FORWARD), **rows}, num_warps=warps,
+                            num_stages=1)
+                count += 3
     print("compiled", count)
 """)
 
@@ -423,4 +437,4 @@ def test_kernels_compile_for_sm90():
     proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "compiled 92" in proc.stdout
+    assert "compiled 116" in proc.stdout
