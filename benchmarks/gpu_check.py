@@ -12,11 +12,17 @@ in the JSON as soon as it ends (so a run cut short still leaves its results):
    runs longer than K occur; the batch mixes uncensored, first-, last- and both-censored
    sequences), plus the tail gradient and a bitwise rerun.
 3. ``determinism``: a second triton forward+backward gives bitwise-equal gradients.
+3b. ``positional_correctness``: per-position transitions (B, T, C, C) with -inf entries at
+   T = min(T, ``--positional-length``), both semantics (in segments semantics sequence 0
+   has no admissible labelling): triton vs reference float64 log Z, every gradient (the
+   per-position transition's included), Viterbi; and at the full shape a (C, C) table vs its
+   expansion (bitwise log Z and Viterbi scores, the expansion's gradient summed).
 4. ``timings``: forward, forward+backward and Viterbi, median of ``--repeats`` after a
    warm-up, triton float32 and float64; the reference (float64) timed once in phase 1.
 5. ``flash``: flash-semicrf's streaming Triton kernel on the same inputs (subprocess with
    ``--flash-only`` under ``--flash-path``), forward, forward+backward, max-semiring.
 6. ``runs_timings``: phase 4 in runs semantics (reference timed once in phase 2).
+6b. ``positional_timings``: phase 4 with a (B, T, C, C) transition, both semantics.
 7. ``recompile``: new T and new lengths add no compiled kernel variant (both semantics).
 8. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
 9. ``tuning``: forward-sweep times for other warp counts and window chunks, and the runs
@@ -91,6 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--flash-repeats", type=int, default=2)
     p.add_argument("--large-offsets", choices=("auto", "on", "off"), default="auto",
                    help="auto: run when on CUDA with enough free memory")
+    p.add_argument("--positional-length", type=int, default=5000,
+                   help="T of the per-position correctness phase (the reference is slow)")
     p.add_argument("--flash-only", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -122,11 +130,13 @@ def timed(fn, device: str, repeats: int, warmup: bool = True) -> dict:
     return out
 
 
-def make_inputs(args, dtype=torch.float64, semantics: str = "segments") -> dict:
+def make_inputs(args, dtype=torch.float64, semantics: str = "segments",
+                positional: bool = False) -> dict:
     """Random model on the device; lengths mixed (odd sequences 10% shorter). Runs
     semantics adds ``tail`` (C,) in [-1.2, -0.2] and ``censored`` (B, 2): sequence b has a
     censored first run iff b is odd and a censored last run iff b % 3 != 0 (all four
-    patterns from B = 4 on; both edges occur from B = 2 on)."""
+    patterns from B = 4 on; both edges occur from B = 2 on). ``positional``: a (B, T, C, C)
+    transition with 10% of its entries -inf."""
     gen = torch.Generator().manual_seed(args.seed)
     rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(args.device, dtype)
     lengths = torch.full((args.batch,), args.length, dtype=torch.int64)
@@ -138,6 +148,10 @@ def make_inputs(args, dtype=torch.float64, semantics: str = "segments") -> dict:
         start=rnd(args.labels),
         lengths=lengths.to(args.device),
     )
+    if positional:
+        shape = (args.batch, args.length, args.labels, args.labels)
+        forbidden = (torch.rand(shape, generator=gen) < 0.1).to(args.device)
+        inp["transition"] = rnd(*shape).masked_fill(forbidden, float("-inf"))
     if semantics == "runs":
         tail = -(0.2 + torch.rand(args.labels, generator=gen, dtype=torch.float64))
         b = torch.arange(args.batch)
@@ -163,13 +177,25 @@ def grad_names(inp: dict) -> tuple[str, ...]:
 
 
 def log_z_and_grads(module, inp: dict, weights: torch.Tensor):
+    """log Z and the gradients of sum_b weights[b] log Z_b (sequences with log Z = -inf
+    left out)."""
     names = grad_names(inp)
     leaves = {k: inp[k].clone().requires_grad_() for k in names}
     log_z = module.log_partition(leaves["scores"], leaves["transition"], leaves["duration"],
                                  inp["lengths"], leaves["start"],
                                  **runs_kwargs(inp, leaves.get("tail")))
-    grads = torch.autograd.grad((log_z * weights).sum(), [leaves[k] for k in names])
+    possible = log_z.masked_fill(torch.isinf(log_z), 0.0)
+    grads = torch.autograd.grad((possible * weights).sum(), [leaves[k] for k in names])
     return log_z.detach(), dict(zip(names, grads))
+
+
+def finite_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| where both are finite; inf where only one of them is."""
+    a, b = a.double(), b.double()
+    if not torch.equal(torch.isfinite(a), torch.isfinite(b)):
+        return float("inf")
+    both = torch.isfinite(a)
+    return float((a[both] - b[both]).abs().max()) if bool(both.any()) else 0.0
 
 
 class Report:
@@ -274,6 +300,65 @@ def correctness(args, semantics: str = "segments") -> dict:
     return res
 
 
+def positional_correctness(args) -> dict:
+    """Per-position transitions against the reference (T capped at --positional-length)
+    and a (C, C) table against its expansion at the full shape."""
+    from semicrf.crf import triton_backend
+    from semicrf.crf.api import segmentation_score
+
+    short = argparse.Namespace(**{**vars(args), "length": min(args.length, args.positional_length)})
+    weights = torch.randn(args.batch, generator=torch.Generator().manual_seed(2),
+                          dtype=torch.float64).to(args.device)
+    checks = {}
+    for semantics in ("segments", "runs"):
+        inp = make_inputs(short, semantics=semantics, positional=True)
+        if semantics == "segments" and short.length > short.max_len:  # no admissible labelling
+            inp["transition"][0] = float("-inf")
+        runs = runs_kwargs(inp)
+        tri_z, tri_g = log_z_and_grads(triton_backend, inp, weights)
+        ref_z, ref_g = log_z_and_grads(reference, inp, weights)
+        scale = float(ref_z[torch.isfinite(ref_z)].abs().max())
+        checks[f"{semantics}_log_z"] = dict(max_abs_diff=finite_diff(tri_z, ref_z),
+                                            impossible=int(torch.isinf(ref_z).sum()),
+                                            tol=1e-11 * max(1.0, scale))
+        for name in grad_names(inp):
+            size = float(ref_g[name].abs().max())
+            checks[f"{semantics}_grad_{name}"] = dict(
+                max_abs_diff=max_abs(tri_g[name], ref_g[name]), tol=1e-9 * max(1.0, size))
+        tri_best, tri_paths = triton_backend.viterbi(*(inp[k] for k in NAMES), **runs)
+        ref_best, ref_paths = reference.viterbi(*(inp[k] for k in NAMES), **runs)
+        checks[f"{semantics}_viterbi_best"] = dict(max_abs_diff=finite_diff(tri_best, ref_best),
+                                                   tol=1e-11 * max(1.0, scale))
+        # a differing path must rescore to the optimum (impossible sequences: no path)
+        kept = torch.isfinite(ref_best).nonzero().flatten()
+        pick = dict(runs, censored=runs["censored"][kept]) if runs else {}
+        rescored = segmentation_score(inp["scores"][kept], inp["transition"][kept],
+                                      inp["duration"], [tri_paths[i] for i in kept.tolist()],
+                                      inp["start"], **pick)
+        checks[f"{semantics}_viterbi_paths"] = dict(
+            identical=sum(a == b for a, b in zip(tri_paths, ref_paths)), of=len(ref_paths),
+            max_abs_diff=max_abs(rescored, ref_best[kept]), tol=1e-11 * max(1.0, scale))
+    for semantics in ("segments", "runs"):  # (C, C) vs its expansion, triton only
+        inp = make_inputs(args, semantics=semantics)
+        wide = dict(inp, transition=inp["transition"].expand(
+            args.batch, args.length, args.labels, args.labels))
+        table_z, table_g = log_z_and_grads(triton_backend, inp, weights)
+        wide_z, wide_g = log_z_and_grads(triton_backend, wide, weights)
+        same = torch.equal(table_z, wide_z) and all(
+            torch.equal(table_g[k], wide_g[k]) for k in table_g if k != "transition")
+        best = [triton_backend.viterbi(*(x[k] for k in NAMES), **runs_kwargs(x))[0]
+                for x in (inp, wide)]
+        size = float(table_g["transition"].abs().max())
+        checks[f"{semantics}_expansion_bitwise"] = dict(
+            max_abs_diff=0.0 if same and torch.equal(*best) else float("inf"), tol=0.0)
+        checks[f"{semantics}_expansion_grad_transition"] = dict(
+            max_abs_diff=max_abs(wide_g["transition"].sum((0, 1)), table_g["transition"]),
+            tol=1e-9 * max(1.0, size))
+    for c in checks.values():
+        c["ok"] = c["max_abs_diff"] <= c["tol"]
+    return dict(length=short.length, checks=checks, ok=all(c["ok"] for c in checks.values()))
+
+
 def determinism(args) -> dict:
     from semicrf.crf import triton_backend
 
@@ -286,10 +371,10 @@ def determinism(args) -> dict:
     return dict(bitwise_equal=equal, ok=all(equal.values()))
 
 
-def _time_triton(args, dtype, semantics: str) -> dict:
+def _time_triton(args, dtype, semantics: str, positional: bool = False) -> dict:
     from semicrf.crf import streaming, triton_backend, triton_kernels
 
-    inp = make_inputs(args, dtype, semantics)
+    inp = make_inputs(args, dtype, semantics, positional)
     runs = runs_kwargs(inp)
     plain = [inp[k] for k in NAMES]
     names = grad_names(inp)
@@ -314,9 +399,14 @@ def _time_triton(args, dtype, semantics: str) -> dict:
     )
 
 
-def triton_timings(args, semantics: str = "segments") -> dict:
-    return {label: _time_triton(args, dtype, semantics)
+def triton_timings(args, semantics: str = "segments", positional: bool = False) -> dict:
+    return {label: _time_triton(args, dtype, semantics, positional)
             for label, dtype in (("f32", torch.float32), ("f64", torch.float64))}
+
+
+def positional_timings(args) -> dict:
+    return {semantics: triton_timings(args, semantics, positional=True)
+            for semantics in ("segments", "runs")}
 
 
 def compiled_variants() -> dict | None:
@@ -536,9 +626,11 @@ def main(argv=None) -> int:
     check = phase("correctness", correctness, args)
     runs_check = phase("runs_correctness", correctness, args, "runs")
     phase("determinism", determinism, args)
+    phase("positional_correctness", positional_correctness, args)
     tri = phase("timings", triton_timings, args)
     flash = phase("flash", lambda: run_flash(args, args.budget_s - elapsed()))
     runs_tri = phase("runs_timings", triton_timings, args, "runs")
+    positional = phase("positional_timings", positional_timings, args)
     phase("recompile", recompile, args)
     if args.large_offsets != "off" and args.device.startswith("cuda"):
         phase("large_offsets", large_offsets, args)
@@ -569,6 +661,14 @@ def main(argv=None) -> int:
             ref = runs_check["reference_timing"]["forward_backward_s"]
             summary["runs_speedup_vs_reference_f64_forward_backward"] = (
                 ref / summary["runs_triton_f64_forward_backward_s"])
+    for semantics, table in (("segments", tri), ("runs", runs_tri)):
+        per_position = (positional or {}).get(semantics, {})
+        for label in ("f64", "f32"):
+            if label in per_position and table and label in table:
+                ours = per_position[label]["forward_backward"]["median_s"]
+                summary[f"positional_{semantics}_{label}_forward_backward_s"] = ours
+                summary[f"positional_over_table_{semantics}_{label}_forward_backward"] = (
+                    ours / table[label]["forward_backward"]["median_s"])
     report.data["ok"] = ok
     report.put("summary", summary)
     print(json.dumps({"ok": ok, "summary": summary, "out": str(args.out)}, indent=2))
