@@ -12,21 +12,22 @@ in the JSON as soon as it ends (so a run cut short still leaves its results):
    runs longer than K occur; the batch mixes uncensored, first-, last- and both-censored
    sequences), plus the tail gradient and a bitwise rerun.
 3. ``determinism``: a second triton forward+backward gives bitwise-equal gradients.
-3b. ``positional_correctness``: per-position transitions (B, T, C, C) with -inf entries at
-   T = min(T, ``--positional-length``), both semantics (in segments semantics sequence 0
-   has no admissible labelling): triton vs reference float64 log Z, every gradient (the
-   per-position transition's included), Viterbi; and at the full shape a (C, C) table vs its
-   expansion (bitwise log Z and Viterbi scores, the expansion's gradient summed).
 4. ``timings``: forward, forward+backward and Viterbi, median of ``--repeats`` after a
    warm-up, triton float32 and float64; the reference (float64) timed once in phase 1.
 5. ``flash``: flash-semicrf's streaming Triton kernel on the same inputs (subprocess with
    ``--flash-only`` under ``--flash-path``), forward, forward+backward, max-semiring.
 6. ``runs_timings``: phase 4 in runs semantics (reference timed once in phase 2).
-6b. ``positional_timings``: phase 4 with a (B, T, C, C) transition, both semantics.
-7. ``recompile``: new T and new lengths add no compiled kernel variant (both semantics).
-8. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
-9. ``tuning``: forward-sweep times for other warp counts and window chunks, and the runs
-   float64 backward sweep for 4 / 8 warps and chunks (budget allowing).
+7. ``positional_correctness``: per-position transitions (B, T, C, C) with -inf entries at
+   T = min(T, ``--positional-length``), both semantics (in segments semantics sequence 0
+   has no admissible labelling): triton vs reference float64 log Z, every gradient (the
+   per-position transition's included), Viterbi; and at the full shape a (C, C) table vs its
+   expansion (bitwise log Z, Viterbi scores and the other gradients; the expansion's
+   transition gradient summed).
+8. ``positional_timings``: phase 4 with a (B, T, C, C) transition, both semantics.
+9. ``recompile``: new T and new lengths add no compiled kernel variant (both semantics).
+10. ``large_offsets``: a forward and a Viterbi sweep with B * T * C > 2^31 (CUDA, if memory allows).
+11. ``tuning``: forward-sweep times for other warp counts and window chunks, and the runs
+    float64 backward sweep for 4 / 8 warps and chunks (budget allowing).
 
 The exit status is 1 when a correctness check fails. Rehearse on CPU with small shapes:
 
@@ -626,10 +627,10 @@ def main(argv=None) -> int:
     check = phase("correctness", correctness, args)
     runs_check = phase("runs_correctness", correctness, args, "runs")
     phase("determinism", determinism, args)
-    phase("positional_correctness", positional_correctness, args)
     tri = phase("timings", triton_timings, args)
     flash = phase("flash", lambda: run_flash(args, args.budget_s - elapsed()))
     runs_tri = phase("runs_timings", triton_timings, args, "runs")
+    phase("positional_correctness", positional_correctness, args)
     positional = phase("positional_timings", positional_timings, args)
     phase("recompile", recompile, args)
     if args.large_offsets != "off" and args.device.startswith("cuda"):
