@@ -107,6 +107,11 @@ def _triton(tensors, lengths, censored, semantics, block_k):
     return log_z.detach().cpu(), grads, best.cpu(), paths, marg.cpu()
 
 
+def rows(transition, b):
+    """The transition of sequence b: (T, C, C) per position, or the (C, C) table."""
+    return transition[b] if transition.dim() == 4 else transition
+
+
 def _enumerate(tensors, lengths, censored, semantics, b):
     """Scores (N,) of every segmentation (segments) or labelling (runs) of sequence b, with
     forbidden entries at FORBIDDEN (differentiable), and their segment lists."""
@@ -114,16 +119,21 @@ def _enumerate(tensors, lengths, censored, semantics, b):
     scores, trans, duration, start, *tail = [x.clamp(min=FORBIDDEN) for x in tensors]
     if semantics == "runs":
         flags = (False, False) if censored is None else tuple(bool(x) for x in censored[b])
-        found = bf_runs.all_scores(scores[b], trans[b], duration, start, tail[0], n, flags)
+        found = bf_runs.all_scores(scores[b], rows(trans, b), duration, start, tail[0], n, flags)
         return found, [bf_runs.runs_of(y) for y in bf_runs.labellings(n, labels)]
-    found = bf_segments.all_scores(scores[b], trans[b], duration, n, start)
+    found = bf_segments.all_scores(scores[b], rows(trans, b), duration, n, start)
     return found, [list(p) for p in bf_segments.segmentations(n, duration.shape[0], labels)]
 
 
-def _check_against_enumeration(shape):
+def _check_against_enumeration(shape, table=False):
+    """``table``: the (C, C) row of sequence 0 at t = T - 1 for every sequence and position
+    (with ``impossible``: all of it -inf, so every sequence longer than K -- runs: at least K
+    long -- has no admissible labelling)."""
     batch, length, max_len, labels, seed, semantics, cut, rate, impossible, block_k = shape
     tensors, lengths, censored = _problem(batch, length, max_len, labels, seed, semantics, cut,
                                           rate, impossible)
+    if table:
+        tensors[1] = tensors[1][0, -1].clone()
     log_z, grads, best, paths, marg = _triton(tensors, lengths, censored, semantics, block_k)
     leaves = _leaves(tensors, semantics)
     total = torch.zeros((), dtype=torch.float64)
@@ -132,18 +142,20 @@ def _check_against_enumeration(shape):
     for b in range(batch):
         scores, segs = _enumerate(leaves, lengths, censored, semantics, b)
         want = torch.logsumexp(scores, 0)
-        if float(want) < IMPOSSIBLE:
+        found_scores, value = scores.detach(), float(want.detach())
+        if value < IMPOSSIBLE:  # no admissible labelling
             assert log_z[b] == float("-inf") and best[b] == float("-inf") and paths[b] == []
             continue
-        assert abs(float(log_z[b]) - float(want)) <= TOL * max(1.0, abs(float(want)))
+        assert abs(float(log_z[b]) - value) <= TOL * max(1.0, abs(value))
         total = total + weights[b] * want
-        top = torch.topk(scores.detach(), min(2, scores.numel()))
-        assert abs(float(best[b] - top.values[0])) <= TOL * max(1.0, abs(float(best[b])))
+        top = torch.topk(found_scores, min(2, found_scores.numel()))
+        optimum = float(top.values[0])
+        assert abs(float(best[b]) - optimum) <= TOL * max(1.0, abs(optimum))
         found = [tuple(s) for s in paths[b]]
-        assert abs(float(scores[segs.index(found)] - top.values[0])) <= TOL * max(1.0, abs(float(best[b])))
-        if top.values.numel() == 1 or top.values[0] - top.values[1] > 1e-6:
+        assert abs(float(found_scores[segs.index(found)]) - optimum) <= TOL * max(1.0, abs(optimum))
+        if top.values.numel() == 1 or optimum - float(top.values[1]) > 1e-6:
             assert found == segs[int(top.indices[0])]
-        for p, path in zip(torch.softmax(scores.detach(), 0).tolist(), segs):
+        for p, path in zip(torch.softmax(found_scores, 0).tolist(), segs):
             for s, e, c in path:
                 want_marg[b, s:e, c] += p
     if impossible:
@@ -176,6 +188,12 @@ CASES = [
 @pytest.mark.parametrize("shape", CASES, ids=lambda s: "-".join(map(str, s)))
 def test_cases_equal_enumeration(shape):
     _check_against_enumeration(shape)
+
+
+@pytest.mark.parametrize("shape", [CASES[0], CASES[1], CASES[5], CASES[6], CASES[7]],
+                         ids=lambda s: "-".join(map(str, s)))
+def test_table_with_forbidden_entries_equals_enumeration(shape):
+    _check_against_enumeration(shape, table=True)
 
 
 @settings(max_examples=6, deadline=None)
