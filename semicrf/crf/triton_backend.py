@@ -136,8 +136,9 @@ class TritonBackend:
     def backward(self, model, state: _State, grad_log_z: Tensor, with_duration: bool,
                  full_max_len: int) -> streaming.Gradients:
         kernels, problem = _kernels(), state.problem
-        # impossible sequences (grad_log_z = 0 there) get log Z = 0: their posterior terms,
-        # all near NEG, then vanish instead of overflowing
+        # impossible sequences (grad_log_z = 0 there) get log Z = 0: each of their posterior
+        # terms (near NEG) then exps to exactly 0, where a log Z near NEG (ulp ~1e14) could
+        # leave a rounded term above 0 and overflow
         fwd = dataclasses.replace(state.fwd, log_z=streaming.usable_log_z(state.fwd.log_z))
         bwd = kernels.backward(problem, fwd)
         g = grad_log_z.to(torch.float64).reshape(-1, 1, 1)

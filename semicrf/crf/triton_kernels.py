@@ -19,6 +19,12 @@ costs O(K C + C^2). A step's store (gamma[t] or u[t]) is read by the next step t
 global memory, so a CTA barrier separates them, and the launches use ``num_stages=1``
 so that no software pipelining can hoist the next step's window load above it.
 
+Per-position transitions (constexpr ``PER_POSITION``, so the table kernels are unchanged):
+with a (B, T, C, C) transition each step of the forward, backward and Viterbi sweeps loads
+row [b, t] as its (C, C) tile (issued at the top of the step, used by the fold at its end)
+instead of one tile per program, and the backward writes each step's posterior pair masses
+to row [b, t] of a (B, T, C, C) buffer instead of accumulating them in registers.
+
 Runs semantics (constexpr flags, so the segments kernels are unchanged): the transition
 arrives with its diagonal at NEG; ``HAS_TAIL`` (K < T) adds the O(C)-per-step tail
 recurrence of the reference (forward and Viterbi: runs longer than K ending at t; backward:
