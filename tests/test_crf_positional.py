@@ -1,7 +1,8 @@
 """Per-position transitions (B, T, C, C) and forbidden (-inf) entries, against brute force.
 
 Both semantics (segmentations / labellings enumerated), censored runs, ragged lengths, K > T,
-random -inf entries in transition, start and duration (including sequences with no
+(C,) and per-sequence (B, C) starts, random -inf entries in transition, start and duration
+(including sequences with no
 admissible labelling), for the reference and the blocked CPU backends: log Z, Viterbi score
 and path, marginals, every gradient (the per-position transition's against the brute-force
 posterior transition counts) to 1e-9 in float64; a (C, C) table against its expansion; unused
@@ -53,7 +54,7 @@ def _problem(shape):
         scores=rnd(batch, length, labels),
         transition=_forbid(rnd(batch, length, labels, labels), rate, gen),
         duration=_forbid(rnd(max_len, labels), rate / 2, gen),
-        start=_forbid(rnd(labels), rate / 2, gen),
+        start=_forbid(rnd(batch, labels) if seed % 2 else rnd(labels), rate / 2, gen),
     )
     kwargs = dict(semantics=semantics)
     if semantics == "runs":
@@ -69,6 +70,8 @@ def _brute(problem, lengths, kwargs, b):
     n, labels = int(lengths[b]), problem["scores"].shape[2]
     problem = {k: v.clamp(min=FORBIDDEN) for k, v in problem.items()}
     trans = problem["transition"][b]
+    if problem["start"].dim() == 2:  # a per-sequence start (B, C)
+        problem["start"] = problem["start"][b]
     if kwargs["semantics"] == "runs":
         cut = kwargs.get("censored")
         flags = (False, False) if cut is None else (bool(cut[b, 0]), bool(cut[b, 1]))

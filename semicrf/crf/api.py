@@ -38,7 +38,9 @@ the score -inf and an empty segment list.
 Shapes: scores (B, T, C) float32/float64; transition (C, C) or (B, T, C, C) indexed
 [..., src, dst]; duration (K, C) with row d - 1 for length d; start (C,) or None (zeros);
 lengths (B,) integer in [1, T]. All sums run in float64; results come back in the dtype of
-``scores``. Gradients flow to scores, transition, duration, start and tail.
+``scores``. Gradients flow to scores, transition, duration, start and tail. ``start`` may
+also be per sequence, (B, C) (a gene model's restricted partition; the CPU sweeps and the
+reference run it, the Triton kernels take (C,)).
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def _prepared(scores, transition, duration, lengths, start, semantics, tail, cen
             scores, transition, duration, lengths, start, tail, censored)
         semantics, tail, censored = "segments", None, None
     chosen = select_backend(backend, scores, semantics)
+    if start is not None and start.dim() == 2 and chosen not in (streaming, blocked):
+        if backend != "auto":
+            raise ValueError("backend='triton' takes start of shape (C,); a per-sequence start "
+                             "(B, C) runs on backend='reference'")
+        chosen = streaming
     model = streaming.prepare(
         scores, transition, duration, lengths, start, semantics=semantics, tail=tail,
         censored=censored,

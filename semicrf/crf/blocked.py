@@ -385,7 +385,7 @@ def forward_sweep(m: Model64, block: int | None = None, group: int = GROUP) -> F
     prefix = _label_major(m.prefix)  # (C, B, T + 1)
     edges = streaming.edge_terms(m)
     # a censored first run is scored by its survival (edges.first), not from gamma[0]
-    w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
+    w0 = _cut(m.censored_at(0), m.start_rows.T)
     extra = None if edges.first is None else _label_major(edges.first)
     mix = PositionMix(m.transition) if m.per_position else m.transition
     v, w, _, _ = _sum_engine(prefix, mix, m.duration, w0, block, group, extra, _tail_of(m))
@@ -718,7 +718,7 @@ def viterbi_sweep(m: Model64, chunk: int = CHUNK, group: int = GROUP) -> Viterbi
     batch, length, labels, max_len = m.shape
     prefix = _label_major(m.prefix)
     edges = streaming.edge_terms(m)
-    w0 = _cut(m.censored_at(0), m.start.view(labels, 1).expand(labels, batch))
+    w0 = _cut(m.censored_at(0), m.start_rows.T)
     extra = None if edges.first is None else _label_major(edges.first)
     mix = PositionMix(m.transition) if m.per_position else m.transition
     v, w, back_len, back_label = _max_engine(prefix, mix, m.duration, w0, chunk,

@@ -58,8 +58,9 @@ def check_inputs(
         raise ValueError("duration must have K >= 1 rows (one per segment length), got K = 0")
     if start is not None:
         _check_float("start", start, allow_neg_inf=True)
-        if tuple(start.shape) != (num_labels,):
-            raise ValueError(f"start must have shape (C,) = ({num_labels},), got {tuple(start.shape)}")
+        if tuple(start.shape) not in ((num_labels,), (batch, num_labels)):
+            raise ValueError(f"start must have shape (C,) = ({num_labels},) or (B, C) = "
+                             f"({batch}, {num_labels}), got {tuple(start.shape)}")
     for name, t in (("transition", transition), ("duration", duration), ("start", start)):
         if t is not None and t.device != scores.device:
             raise ValueError(f"{name} is on {t.device} but scores is on {scores.device}")

@@ -58,7 +58,8 @@ def score_segments(
     start64 = torch.zeros(labels, dtype=f64, device=dev) if start is None else start.to(f64)
     trans64 = transition.to(f64)
     into = trans64[prev_label, label] if trans64.dim() == 2 else trans64[seq, begin, prev_label, label]
-    link = torch.where(first_of_seq, start64[label], into)
+    first = start64[seq, label] if start64.dim() == 2 else start64[label]
+    link = torch.where(first_of_seq, first, into)
     total = torch.zeros(batch, dtype=f64, device=dev)
     return total.index_add(0, seq, emission + dur + link)
 

@@ -103,7 +103,7 @@ class Model64:
     prefix: Tensor  # S (B, C, T + 1)
     transition: Tensor  # (C, C) or per position (B, T, C, C), [..., src, dst]
     duration: Tensor  # (C, K'), [c, k - 1], K' = min(K, T)
-    start: Tensor  # (C,)
+    start: Tensor  # (C,), or per sequence (B, C)
     lengths: Tensor  # (B,) int64
     bad_counts: Tensor | None  # (B, C, T + 1) int64 prefix counts of disallowed positions
     allowed: Tensor | None  # (B, T, C) bool, the mask behind bad_counts (segments only)
@@ -117,6 +117,11 @@ class Model64:
     def shape(self) -> tuple[int, int, int, int]:
         batch, labels, t_plus_1 = self.prefix.shape
         return batch, t_plus_1 - 1, labels, self.duration.shape[1]
+
+    @property
+    def start_rows(self) -> Tensor:
+        """The start scores per sequence, (B, C)."""
+        return self.start.expand(self.prefix.shape[0], self.prefix.shape[1])
 
     @property
     def per_position(self) -> bool:
@@ -218,7 +223,8 @@ def edge_terms(m: Model64) -> EdgeTerms:
     first = last = None
     if first_cut is not None:
         first = torch.full((batch, labels, length + 1), NEG, dtype=torch.float64, device=dev)
-        first[:, :, 1:] = torch.where(first_cut.view(batch, 1, 1), (m.start.view(labels, 1) + table), NEG)
+        first[:, :, 1:] = torch.where(first_cut.view(batch, 1, 1),
+                                      m.start_rows.unsqueeze(2) + table, NEG)
     if last_cut is not None:
         s = torch.arange(length, device=dev)
         run_len = m.lengths.view(batch, 1) - s  # (B, T)
@@ -419,7 +425,7 @@ def censored_first_out(m: Model64, edges: EdgeTerms, u: Tensor, out: Tensor) -> 
         return
     batch, length, labels, _ = m.shape
     first_cut = m.censored[:, 0].view(batch, 1)
-    ends = edges.first[:, :, 1:] - m.start.view(1, labels, 1) + u[:, :, 1 : length + 1]
+    ends = edges.first[:, :, 1:] - m.start_rows.unsqueeze(2) + u[:, :, 1 : length + 1]
     first_out = torch.logsumexp(ends, dim=2)
     if edges.last is not None:
         first_out = torch.logaddexp(first_out, edges.last[:, :, 0])
@@ -432,7 +438,7 @@ class Gradients:
     scores: Tensor  # (B, T, C): d(sum_b g_b log Z_b)/d scores, i.e. g-weighted marginals
     transition: Tensor  # (C, C), or (B, T, C, C) for a per-position transition
     duration: Tensor  # (K, C), rows beyond min(K, T) are zero in segments semantics
-    start: Tensor  # (C,)
+    start: Tensor  # the shape of the model's start: (C,) or (B, C)
     tail: Tensor | None  # (C,), runs semantics only
 
 
@@ -497,7 +503,9 @@ def gradients(
     marg = torch.cumsum(start_mass - end_mass[:, :, :length], dim=2)
     marg *= (torch.arange(length, device=marg.device) < m.lengths.view(batch, 1)).unsqueeze(1)
     grad_scores = (marg * g.view(batch, 1, 1)).transpose(1, 2)
-    grad_start = torch.einsum("b,bc->c", g, start_mass[:, :, 0])
+    grad_start = start_mass[:, :, 0] * g.view(batch, 1)
+    if m.start.dim() == 1:
+        grad_start = grad_start.sum(0)
     # transitions c' -> c into a segment starting at s in [1, T), in blocks of positions
     grad_trans = torch.zeros_like(m.transition)
     block = max(1, _BLOCK_ELEMENTS // (batch * labels * labels))

@@ -84,7 +84,7 @@ def _runs_log_partition(scores, transition, duration, lengths, start, tail, cens
         n = int(lengths[b])
         first_cut = cut and bool(censored[b, 0])
         last_cut = cut and bool(censored[b, 1])
-        gammas = [start64]  # gamma[s] + S[s]: mass before a run starting at s
+        gammas = [start64[b] if start64.dim() == 2 else start64]  # mass before a run at s
         for t in range(1, n + 1):
             at_end = t == n and last_cut
             terms = []
