@@ -223,21 +223,3 @@ class GeneGrammar:
             for s, e, state in runs:
                 out[b, s:e] = state
         return out
-
-    def restricted_transition(self, transition: Tensor, labels: Tensor, lengths: Tensor,
-                              start: Tensor) -> tuple[Tensor, Tensor]:
-        """Transition (B, T, S, S) and start (B, S) -> the same restricted to internal
-        labellings whose output labels are ``labels`` (B, T): a run may begin only where the
-        labels change, in a state of that position's label, after a state of the previous
-        label. Start (B, S) keeps only states of the first label."""
-        state_label = self.state_label.to(labels.device)
-        lab = labels.clamp(min=0)
-        fits = state_label.view(1, 1, -1) == lab.unsqueeze(2)  # (B, T, S): state fits label
-        prev_fits = torch.zeros_like(fits)
-        prev_fits[:, 1:] = fits[:, :-1]
-        change = torch.zeros_like(lab, dtype=torch.bool)
-        change[:, 1:] = lab[:, 1:] != lab[:, :-1]
-        keep = prev_fits.unsqueeze(3) & fits.unsqueeze(2) & change.view(*change.shape, 1, 1)
-        restricted = transition.masked_fill(~keep, float("-inf"))
-        first = start.masked_fill(~fits[:, 0], float("-inf"))
-        return restricted, first

@@ -131,7 +131,7 @@ class SemiCRFHead(nn.Module):
         if self.semantics != "runs":
             return None
         if not self.learned:
-            return torch.zeros_like(self.start)
+            return self.start.new_zeros(self.num_labels)
         return -(functional.softplus(self.tail_raw) + TAIL_MARGIN)
 
     def _censored(self, lengths: Tensor, censored: Tensor | None) -> Tensor | None:

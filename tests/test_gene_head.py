@@ -1,0 +1,123 @@
+"""GeneHead against brute force over internal labellings: log Z, the label NLL (closed-form
+gold where the frames follow from the labels, the restricted partition where they are
+latent), Viterbi; grammar-violating windows are skipped; decoded structures obey the grammar."""
+
+from __future__ import annotations
+
+import itertools
+
+import brute_force_runs as bf
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semicrf.crf.gene_head import GeneHead
+from semicrf.gene_grammar import GeneGrammar
+from semicrf.labels import label_runs
+
+FORBIDDEN = -1e4  # as in test_crf_positional: a -inf entry in the enumeration
+
+
+def _head(num_classes: int, seed: int, start_anywhere: bool = False, max_duration: int = 3,
+          duration: str = "learned") -> GeneHead:
+    torch.manual_seed(seed)
+    head = GeneHead(4, GeneGrammar(num_classes), max_duration, duration,
+                    start_anywhere=start_anywhere).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn_like(p))
+    return head
+
+
+def _enumerate(head: GeneHead, hidden: torch.Tensor, length: int, b: int, censored):
+    """Scores of every internal labelling (S^length) of sequence b and the labellings."""
+    scores = head.scores(hidden)[b].detach()
+    trans = head.state_transition(hidden)[b].detach().clamp(min=FORBIDDEN)
+    durations = head.grammar.expand_by_label(head.duration_scores()).detach().clamp(min=FORBIDDEN)
+    tail = head.grammar.expand_by_label(head.tail()).detach()
+    start = head.state_start().detach().clamp(min=FORBIDDEN)
+    ys = list(itertools.product(range(head.grammar.num_states), repeat=length))
+    total = torch.stack([bf.labelling_score(scores[:length], trans, durations, start, tail, y,
+                                            censored) for y in ys])
+    return total, ys
+
+
+@pytest.mark.parametrize("num_classes,length", [(3, 5), (5, 4)])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("start_anywhere", [False, True])
+def test_nll_and_viterbi_equal_enumeration(num_classes, length, seed, start_anywhere):
+    head = _head(num_classes, seed, start_anywhere)
+    grammar = head.grammar
+    hidden = torch.randn(2, length, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    lengths = torch.tensor([length, length - 1])
+    scored = [_enumerate(head, hidden, int(lengths[b]), b, (False, True)) for b in range(2)]
+    # labels: the output labels of the best admissible labelling of each sequence
+    labels = torch.full((2, length), -100)
+    for b, (total, ys) in enumerate(scored):
+        best = ys[int(total.argmax())]
+        labels[b, : len(best)] = grammar.state_label[list(best)]
+    nll = head.nll(hidden, lengths, labels)
+    runs = head.decode_states(hidden, lengths)
+    for b, (total, ys) in enumerate(scored):
+        n = int(lengths[b])
+        mapped = [y for y in ys if grammar.state_label[list(y)].tolist() == labels[b, :n].tolist()]
+        gold = torch.logsumexp(torch.stack([total[ys.index(y)] for y in mapped]), 0)
+        want = torch.logsumexp(total, 0) - gold
+        assert abs(float(nll[b]) - float(want)) <= 1e-9 * max(1.0, abs(float(want)))
+        assert [tuple(r) for r in runs[b]] == bf.runs_of(ys[int(total.argmax())])
+        assert grammar.admits(runs[b], anywhere=start_anywhere)
+    assert head.skipped_windows == 0
+
+
+def test_the_restricted_partition_equals_the_closed_form_gold_where_frames_are_known(monkeypatch):
+    head = _head(3, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    hidden = torch.randn(2, 30, 4, dtype=torch.float64, generator=gen)
+    lengths = torch.tensor([30, 24])
+    labels = torch.tensor([[0] * 6 + [1] * 7 + [2] * 9 + [1] * 5 + [0] * 3,
+                           [0] * 4 + [1] * 10 + [2] * 5 + [1] * 5 + [0] * 6])
+    closed = head.nll(hidden, lengths, labels)
+    monkeypatch.setattr(head.grammar, "internal_labels", lambda *args: None)
+    latent = head.nll(hidden, lengths, labels)
+    torch.testing.assert_close(latent, closed, atol=1e-9, rtol=1e-9)
+
+
+def test_a_window_the_grammar_cannot_produce_is_skipped_and_counted():
+    head = _head(3, seed=1, start_anywhere=True)
+    hidden = torch.randn(2, 12, 4, dtype=torch.float64)
+    lengths = torch.tensor([12, 12])
+    labels = torch.tensor([[0] * 4 + [2] * 4 + [1] * 4,  # intergenic -> intron: impossible
+                           [0] * 4 + [1] * 4 + [0] * 4])
+    nll = head.nll(hidden, lengths, labels)
+    assert head.skipped_windows == 1 and float(nll[0]) == 0.0 and float(nll[1]) > 0.0
+    loss = head.loss(hidden, lengths, labels)
+    assert bool(torch.isfinite(loss)) and abs(float(loss) - float(nll[1]) / 12) <= 1e-12
+    loss.backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in head.parameters() if p.grad is not None)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 1000), st.sampled_from([3, 5]), st.integers(20, 120), st.booleans())
+def test_decoded_structures_obey_the_grammar(seed, num_classes, length, anywhere):
+    head = _head(num_classes, seed, anywhere, max_duration=8)
+    hidden = 3 * torch.randn(2, length, 4, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(seed))
+    lengths = torch.tensor([length, max(1, length // 2)])
+    labels, segments = head.decode(hidden, lengths)
+    for b, runs in enumerate(head.decode_states(hidden, lengths)):
+        assert head.grammar.admits(runs, anywhere=anywhere)
+        assert head.grammar.output_runs(runs) == [tuple(s) for s in segments[b]]
+        assert label_runs(labels[b, : int(lengths[b])]) == [tuple(s) for s in segments[b]]
+
+
+@pytest.mark.parametrize("duration,max_duration", [("learned", 6), ("uniform", 6), ("learned", 1)])
+def test_marginals_and_posterior_durations_are_per_output_label(duration, max_duration):
+    head = _head(3, seed=3, max_duration=max_duration, duration=duration)
+    hidden = torch.randn(2, 40, 4, dtype=torch.float64)
+    lengths = torch.tensor([40, 31])
+    marg = head.marginals(hidden, lengths)
+    assert marg.shape == (2, 40, 3)
+    torch.testing.assert_close(marg[0].sum(1), torch.ones(40, dtype=torch.float64))
+    counts = head.posterior_durations(hidden, lengths)
+    assert counts.shape == (2, max_duration, 3) and bool((counts >= 0).all())
