@@ -12,6 +12,11 @@ In runs semantics a zero duration model is not "no length model" but a geometric
 emission bias times the length), which is what a linear-chain CRF or an HMM assumes: the
 benchmark compares learned explicit durations with geometric ones.
 
+``structure``: ``"plain"`` scores the C output labels directly (``linear`` in segments
+semantics at K = 1); ``"gene"`` puts ``linear``, ``semicrf`` and ``semicrf_uniform`` on the
+gene grammar's frame-aware internal states with boundary sensors (:class:`GeneHead`; ``linear``
+is its K = 1 geometric baseline in runs semantics); ``softmax`` is position-wise either way.
+
 All share the encoder architecture and sizes; every model maps features (B, T, D) and
 lengths (B,) to a loss (a scalar, NLL per position) or to decoded labels (B, T).
 """
@@ -22,10 +27,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from semicrf.crf.gene_head import GeneHead
 from semicrf.crf.head import SemiCRFHead
+from semicrf.gene_grammar import GeneGrammar
 from semicrf.labels import PAD_LABEL, length_mask
 
 MODEL_NAMES: tuple[str, ...] = ("softmax", "linear", "semicrf", "semicrf_uniform")
+STRUCTURES: tuple[str, ...] = ("plain", "gene")
 
 
 class SoftmaxHead(nn.Module):
@@ -100,10 +108,19 @@ def build_model(
     max_duration: int,
     crf_backend: str = "auto",
     duration_form: str = "table",
+    structure: str = "plain",
+    whole_codons: bool = False,
+    start_anywhere: bool = False,
 ) -> SegmentationModel:
-    """One of :data:`MODEL_NAMES` on a fresh encoder (``encoder`` names the architecture)."""
+    """One of :data:`MODEL_NAMES` on a fresh encoder (``encoder`` names the architecture).
+
+    ``structure`` is one of :data:`STRUCTURES`; with ``"gene"``, ``whole_codons`` (a gene ends
+    after whole codons: real genes) and ``start_anywhere`` (windows cut inside genes) set the
+    grammar."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
     if max_duration < 1:
         raise ValueError(f"max_duration (K) must be >= 1, got {max_duration}")
     from semicrf.encoders import build_encoder  # encoders load only when a model is built
@@ -111,6 +128,12 @@ def build_model(
     body = build_encoder(encoder, input_dim, hidden_dim, num_layers)
     if name == "softmax":
         head: nn.Module = SoftmaxHead(hidden_dim, num_labels)
+    elif structure == "gene":
+        grammar = GeneGrammar(num_labels, whole_codons=whole_codons)
+        mode = "uniform" if name == "semicrf_uniform" else "learned"
+        head = GeneHead(hidden_dim, grammar, 1 if name == "linear" else max_duration, mode,
+                        crf_backend, duration_form="table" if name == "linear" else duration_form,
+                        start_anywhere=start_anywhere)
     elif name == "linear":
         head = SemiCRFHead(hidden_dim, num_labels, 1, duration="learned", backend=crf_backend,
                            semantics="segments")

@@ -49,7 +49,7 @@ from semicrf.encoders import ENCODER_NAMES
 from semicrf.environment import package_versions
 from semicrf.labels import class_names
 from semicrf.metrics import evaluate, segment_lengths
-from semicrf.models import MODEL_NAMES
+from semicrf.models import MODEL_NAMES, STRUCTURES
 from semicrf.plots import plot_duration_comparison, plot_training_curves
 from semicrf.report import (
     METRICS_FILENAME,
@@ -95,6 +95,9 @@ class RunConfig:
     duration_form: str = _flag("smooth", "semicrf's duration scores: smooth (Gaussian bumps in "
                                "log-length; chosen by validation loss, docs/model.md) or a free "
                                "(K, C) table.", choices=DURATION_FORMS)
+    structure: str = _flag("plain", "Output structure of linear, semicrf and semicrf_uniform: plain "
+                           "(the C labels) or gene (frame-aware gene grammar with boundary "
+                           "sensors, docs/model.md).", choices=STRUCTURES)
     decoder: str = _flag("viterbi", "Decoder of metrics.json's `metrics` and predictions/{model}.npz "
                          "(the other one is reported beside it).", choices=DECODERS)
     hidden_dim: int = _flag(256, "Encoder hidden dimension.")
@@ -174,6 +177,7 @@ class RunConfig:
             weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             warmup_fraction=self.warmup_fraction, crf_backend=self.crf_backend(),
             log_every=self.log_every, seed=self.seed, duration_form=self.duration_form,
+            structure=self.structure,
         )
 
 

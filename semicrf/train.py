@@ -77,6 +77,9 @@ class TrainConfig:
     log_every: int
     seed: int
     duration_form: str = "table"
+    structure: str = "plain"
+    whole_codons: bool = False
+    start_anywhere: bool = False
 
     def build(self) -> SegmentationModel:
         torch.manual_seed(self.seed)  # the same initial encoder for every model
@@ -84,7 +87,8 @@ class TrainConfig:
             self.model, input_dim=self.input_dim, num_labels=self.num_labels,
             encoder=self.encoder, hidden_dim=self.hidden_dim, num_layers=self.num_layers,
             max_duration=self.max_duration, crf_backend=self.crf_backend,
-            duration_form=self.duration_form,
+            duration_form=self.duration_form, structure=self.structure,
+            whole_codons=self.whole_codons, start_anywhere=self.start_anywhere,
         )
 
 

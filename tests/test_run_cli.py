@@ -20,7 +20,7 @@ from semicrf.cli.run import add_arguments, config_from_args
 from semicrf.crf.head import DECODERS, DURATION_FORMS
 from semicrf.data import FEATURE_KINDS, generate_dataset
 from semicrf.encoders import ENCODER_NAMES
-from semicrf.models import MODEL_NAMES
+from semicrf.models import MODEL_NAMES, STRUCTURES
 from semicrf.pipeline import CRF_BACKENDS, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_choices_come_from_the_constants():
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
     assert choices == {"encoder": ENCODER_NAMES, "features": FEATURE_KINDS, "device": ("cuda", "cpu"),
                        "backend": CRF_BACKENDS, "models": MODEL_NAMES, "decoder": DECODERS,
-                       "duration_form": DURATION_FORMS}
+                       "duration_form": DURATION_FORMS, "structure": STRUCTURES}
     assert {f.name for f in dataclasses.fields(RunConfig)} <= {a.dest for a in parser._actions}
 
 
@@ -212,3 +212,14 @@ def test_resume_check_reads_older_config_files(tmp_path):
     assert check_output_dir(cfg) == {"softmax": {"x": 1}}
     with pytest.raises(ValueError, match="--lr: 0.001 -> 0.01"):
         check_output_dir(dataclasses.replace(cfg, lr=1e-2))
+
+
+def test_gene_structure_trains_and_decodes_end_to_end(data, tmp_path):
+    """`--structure gene`: linear (K = 1), semicrf and semicrf_uniform on the gene grammar."""
+    out = tmp_path / "gene"
+    models = ["linear", "semicrf", "semicrf_uniform"]
+    assert _run(data, out, "--structure", "gene", "--epochs", "1", "--models", *models) == 0
+    results = _results(out)
+    assert sorted(results) == sorted(models)
+    config = json.loads((out / "config.json").read_text())
+    assert config["structure"] == "gene"
