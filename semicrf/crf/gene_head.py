@@ -3,7 +3,10 @@
 The encoder's states give, per position, the emission columns of
 :data:`semicrf.gene_grammar.EMISSION_COLUMNS` (an exon of frame f reads the codon column of
 its codon position) and one sensor score per boundary kind (gene start, donor, acceptor,
-gene end, with UTRs transcript start / end) from ``[h(t-1), h(t)]``. The layer scores the
+gene end, with UTRs transcript start / end): a convolution over the encoder states of the
+site window ``[t - SENSOR_LEFT, t + SENSOR_RIGHT)`` around a boundary at t (the generator's
+and real splice sites span about that: exon rows and GT...AG, the poly-pyrimidine tract,
+start and stop codons). The layer scores the
 internal states in runs semantics with a per-position transition: a learned (S, S) table,
 plus the sensor of the boundary's kind, -inf where the grammar forbids (semicrf.gene_grammar).
 Durations and the geometric tail are learned per output label (the exon states share the
@@ -24,6 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
 from semicrf.crf import api, survival
 from semicrf.crf.head import DECODERS, SemiCRFHead
@@ -32,6 +36,10 @@ from semicrf.crf.scoring import label_runs as run_tensors
 from semicrf.crf.streaming import NEG
 from semicrf.gene_grammar import GeneGrammar
 from semicrf.labels import PAD_LABEL, label_runs, length_mask
+
+# The sensors' window around a boundary at t (the first base of the new run): positions
+# [t - SENSOR_LEFT, t + SENSOR_RIGHT) of the encoder states.
+SENSOR_LEFT, SENSOR_RIGHT = 12, 6
 
 
 class GeneHead(SemiCRFHead):
@@ -60,7 +68,8 @@ class GeneHead(SemiCRFHead):
         self.grammar, self.start_anywhere = grammar, start_anywhere
         states = grammar.num_states
         self.projection = nn.Linear(hidden_dim, grammar.num_emission_columns)
-        self.sensor = nn.Linear(2 * hidden_dim, grammar.num_boundary_kinds - 1)
+        self.sensor = nn.Conv1d(hidden_dim, grammar.num_boundary_kinds - 1,
+                                SENSOR_LEFT + SENSOR_RIGHT)
         self.transition = nn.Parameter(torch.zeros(states, states))
         self.start = nn.Parameter(torch.zeros(states))
         self.register_buffer("start_allowed", grammar.start_allowed(start_anywhere))
@@ -76,9 +85,10 @@ class GeneHead(SemiCRFHead):
         return columns.gather(2, index.unsqueeze(0).expand(batch, length, -1))
 
     def state_transition(self, hidden: Tensor) -> Tensor:
-        """Per-position transitions (B, T, S, S): table + sensors, -inf off the grammar."""
-        before = torch.cat([hidden.new_zeros(hidden.shape[0], 1, hidden.shape[2]), hidden[:, :-1]], 1)
-        sensors = self.sensor(torch.cat([before, hidden], dim=2))
+        """Per-position transitions (B, T, S, S): table + sensors, -inf off the grammar.
+        The encoder states are zero past each length and the window is zero-padded."""
+        padded = functional.pad(hidden.transpose(1, 2), (SENSOR_LEFT, SENSOR_RIGHT - 1))
+        sensors = self.sensor(padded).transpose(1, 2)  # (B, T, kinds - 1)
         return self.grammar.per_position_transition(self.transition, sensors, hidden.shape[1])
 
     def state_start(self) -> Tensor:
