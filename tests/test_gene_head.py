@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 import brute_force_runs as bf
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from semicrf.crf.gene_head import GeneHead
 from semicrf.gene_grammar import GeneGrammar
-from semicrf.labels import label_runs
+from semicrf.labels import label_runs, labels_from_segments
 
 FORBIDDEN = -1e4  # as in test_crf_positional: a -inf entry in the enumeration
 
@@ -121,3 +122,47 @@ def test_marginals_and_posterior_durations_are_per_output_label(duration, max_du
     torch.testing.assert_close(marg[0].sum(1), torch.ones(40, dtype=torch.float64))
     counts = head.posterior_durations(hidden, lengths)
     assert counts.shape == (2, max_duration, 3) and bool((counts >= 0).all())
+
+
+def test_windows_cut_inside_a_genbank_gene_get_their_frames_from_the_latent_chain(tmp_path):
+    """A GenBank gene (whole codons) cut into windows that start inside it: the frame of the
+    first run is latent, the whole-codon rule at the gene end pins it, and the best internal
+    labelling the latent chain admits has the true frames (codon position of base g:
+    coding bases before g, mod 3)."""
+    from genome_files import GeneSpec, random_dna, write_genbank
+
+    from semicrf.genomes.annotation import labels_from_transcripts
+    from semicrf.genomes.importer import window_segments
+    from semicrf.genomes.readers import read_genbank
+
+    cds = [(100, 160), (300, 390), (500, 563)]  # 60 + 90 + 63 = 213 bases = 71 codons
+    sequence = random_dna(900, np.random.default_rng(0))
+    path = write_genbank(tmp_path / "one.gb", [("chr1", sequence, [GeneSpec("g1", 1, cds)])])
+    (record,) = read_genbank(path)
+    labels = labels_from_transcripts(len(record), record.transcripts, 3)
+    coding = np.concatenate([np.arange(s, e) for s, e in cds])
+    codon_position = dict(zip(coding.tolist(), (np.arange(coding.size) % 3).tolist()))
+    head = GeneHead(4, GeneGrammar(3, whole_codons=True), 8, start_anywhere=True).double()
+    unpinned = window_segments(labels, 130, 300)[0]  # inside exon 1, before the gene end
+    admissible = [GeneGrammar(3, whole_codons=True).internal_runs(unpinned, first_state=f + 1)
+                  for f in range(3)]
+    assert all(runs is not None for runs in admissible)  # every frame fits: truly latent
+    checked = 0
+    for start in (330, 520):  # inside exon 2 and exon 3, the gene end in the window
+        segments, _, _, _ = window_segments(labels, start, 300)
+        fits = [GeneGrammar(3, whole_codons=True).internal_runs(segments, first_state=f + 1)
+                for f in range(3)]
+        assert sum(runs is not None for runs in fits) == 1  # the gene end pins the frame
+        window = torch.tensor(labels_from_segments(segments, 300)).view(1, -1)
+        hidden = torch.randn(1, 300, 4, dtype=torch.float64)
+        (runs,) = head.observed_states(hidden, torch.tensor([300]), window)
+        assert runs is not None and head.grammar.admits(runs, anywhere=True)
+        for s, e, state in runs:
+            if state in (1, 2, 3):  # an exon of frame f: base t is codon position (t - f) mod 3
+                f = state - 1
+                for t in range(s, e):
+                    assert codon_position[start + t] == (t - f) % 3
+                    checked += 1
+        nll = head.nll(hidden, torch.tensor([300]), window)
+        assert head.skipped_windows == 0 and bool(torch.isfinite(nll).all())
+    assert checked > 100

@@ -124,17 +124,19 @@ class GeneHead(SemiCRFHead):
         if internal is not None:  # frames known: the gold internal labelling, closed form
             return label_nll(scores, trans, durations, lengths, internal, start, **keywords), every
         log_z = api.log_partition(scores, trans, durations, lengths, start, **keywords)
-        log_z_gold = self._observed_log_partition(scores, trans, durations, start, labels, lengths,
-                                                  keywords["tail"], keywords["censored"])
+        log_z_gold, _ = self._observed_chain(scores, trans, durations, start, labels, lengths,
+                                             keywords["tail"], keywords["censored"])
         possible = log_z_gold > NEG / 2
         self.skipped_windows = int((~possible).sum())
         nll = torch.where(possible, log_z - log_z_gold.masked_fill(~possible, 0.0), 0.0)
         return nll, possible
 
-    def _observed_log_partition(self, scores: Tensor, trans: Tensor, durations: Tensor,
-                                start: Tensor, labels: Tensor, lengths: Tensor, tail: Tensor,
-                                censored: Tensor | None) -> Tensor:
-        """log Z(y) (B,): the sum over internal labellings whose output labels are ``labels``.
+    def _observed_chain(self, scores: Tensor, trans: Tensor, durations: Tensor,
+                        start: Tensor, labels: Tensor, lengths: Tensor, tail: Tensor,
+                        censored: Tensor | None, best: bool = False
+                        ) -> tuple[Tensor, list[list[tuple[int, int, int]]] | None]:
+        """log Z(y) (B,): the sum over internal labellings whose output labels are ``labels``
+        (``best``: the max, and the best such labelling's internal runs per sequence).
 
         Their runs are the runs of y; only each run's state (its frame) is free. So Z(y) is
         a chain over the runs of y: run r in state c scores its emissions, its duration (the
@@ -166,15 +168,42 @@ class GeneHead(SemiCRFHead):
         rank = order - first_run[seq]  # index of each run inside its sequence
         count = torch.bincount(seq, minlength=batch)
         alpha = torch.full((batch, states), NEG, dtype=f64, device=scores.device)
+        came_from = torch.zeros(seq.shape[0], states, dtype=torch.int64, device=seq.device)
         for r in range(int(count.max())):
             pick = rank == r
             b = seq[pick]
             if r == 0:
                 step = start.to(f64).clamp(min=NEG)[None] + run_score[pick]
+            elif best:
+                step, came_from[pick] = torch.max(alpha[b].unsqueeze(2) + into[pick], dim=1)
+                step = step + run_score[pick]
             else:
                 step = torch.logsumexp(alpha[b].unsqueeze(2) + into[pick], dim=1) + run_score[pick]
             alpha = alpha.index_copy(0, b, step)
-        return torch.logsumexp(alpha, dim=1)
+        if not best:
+            return torch.logsumexp(alpha, dim=1), None
+        top, state = alpha.max(dim=1)
+        paths = []
+        for b in range(batch):  # trace the runs of sequence b back from its last one
+            rows = (seq == b).nonzero().flatten().tolist()
+            current, runs = int(state[b]), []
+            for row in reversed(rows):
+                runs.append((int(begin[row]), int(end[row]), current))
+                current = int(came_from[row, current])
+            paths.append(runs[::-1])
+        return top, paths
+
+    @torch.no_grad()
+    def observed_states(self, hidden: Tensor, lengths: Tensor, labels: Tensor,
+                        censored: Tensor | None = None) -> list[list[tuple[int, int, int]] | None]:
+        """The best internal labelling whose output labels are ``labels`` (B, T), as runs
+        (start, end_exclusive, state), per sequence: its frames (latent where a window starts
+        inside a gene); None where the grammar cannot produce the labels."""
+        scores, trans, durations, start = self._model(hidden)
+        keywords = self._state_keywords(lengths, censored)
+        top, paths = self._observed_chain(scores, trans, durations, start, labels, lengths,
+                                          keywords["tail"], keywords["censored"], best=True)
+        return [path if float(score) > NEG / 2 else None for score, path in zip(top, paths)]
 
     def loss(self, hidden: Tensor, lengths: Tensor, labels: Tensor,
              censored: Tensor | None = None) -> Tensor:
