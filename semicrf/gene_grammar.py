@@ -196,6 +196,18 @@ class GeneGrammar:
             out.append((s, e, state))
         return out if self.admits(out, anywhere=first_state is not None) else None
 
+    def fits(self, runs: Sequence[Run], anywhere: bool = False) -> bool:
+        """True when some internal labelling with these output runs (start, end, label)
+        follows the grammar: with ``anywhere`` the first run may take any state of its label
+        (a latent frame), otherwise the frames follow from the labels. A window that does not
+        fit has no admissible labelling (a model leaves it out of its loss)."""
+        if not anywhere:
+            return self.internal_runs(runs) is not None
+        if not runs:
+            return False
+        states = (self.state_label == runs[0][2]).nonzero().flatten().tolist()
+        return any(self.internal_runs(runs, first_state=state) is not None for state in states)
+
     def admits(self, runs: Sequence[Run], anywhere: bool = False) -> bool:
         """True when internal runs (start, end, state) follow the grammar (first state
         allowed, every boundary allowed at its position, states valid)."""

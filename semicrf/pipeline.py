@@ -167,8 +167,10 @@ class RunConfig:
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
 
-    def train_config(self, model: str, num_labels: int) -> TrainConfig:
-        """The training settings of one model (saved in its checkpoints)."""
+    def train_config(self, model: str, num_labels: int, real_genes: bool = False) -> TrainConfig:
+        """The training settings of one model (saved in its checkpoints). ``real_genes``
+        (imported data): the gene grammar ends genes after whole codons and lets windows
+        start inside genes (frames latent)."""
         return TrainConfig(
             model=model, encoder=self.encoder, features=self.features,
             input_dim=feature_dim(self.features), num_labels=num_labels,
@@ -177,7 +179,7 @@ class RunConfig:
             weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             warmup_fraction=self.warmup_fraction, crf_backend=self.crf_backend(),
             log_every=self.log_every, seed=self.seed, duration_form=self.duration_form,
-            structure=self.structure,
+            structure=self.structure, whole_codons=real_genes, start_anywhere=real_genes,
         )
 
 
@@ -316,7 +318,7 @@ def _run(cfg: RunConfig, meta: dict[str, Any], splits: dict[str, list], kept: di
     }
     for name in cfg.models:
         entry = _train_and_evaluate(cfg, name, num_classes, splits, device, out, true_pmf,
-                                    progress, group)
+                                    progress, group, real_genes="generator" not in meta)
         if group.is_main:
             _record_model(out, payload, name, entry)
     if not group.is_main:
@@ -355,10 +357,12 @@ def _record_model(out: Path, payload: dict[str, Any], name: str, entry: dict[str
 
 def _train_and_evaluate(cfg: RunConfig, name: str, num_classes: int, splits: dict[str, list],
                         device: torch.device, out: Path, true_pmf: np.ndarray | None,
-                        progress: ProgressFactory, group: Group) -> dict[str, Any] | None:
+                        progress: ProgressFactory, group: Group, real_genes: bool = False
+                        ) -> dict[str, Any] | None:
     """Train one model (resuming where asked), evaluate it on the test split, save its
-    predictions; returns its metrics.json entry (None on processes other than rank 0)."""
-    tcfg = cfg.train_config(name, num_classes)
+    predictions; returns its metrics.json entry (None on processes other than rank 0).
+    ``real_genes``: imported data (see :meth:`RunConfig.train_config`)."""
+    tcfg = cfg.train_config(name, num_classes, real_genes)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = train_model(tcfg, splits["train"], splits["val"], out / "checkpoints",

@@ -169,15 +169,25 @@ def predict(model: SegmentationModel, records: Sequence[SequenceRecord], cfg: Tr
     """Decoded labels per record (np.int64 arrays, ``decoder`` of
     :data:`semicrf.crf.head.DECODERS`) and the mean loss (NLL per position) over batches."""
     model.eval()
-    preds, losses = [], []
+    preds, losses, skipped = [], [], 0
     for batch in make_loader(records, cfg, shuffle_epoch=None):
         feats, labels, lengths, censored = (
             batch[k].to(device) for k in ("features", "labels", "lengths", "censored"))
         loss, decoded = model.loss_and_decode(feats, lengths, labels, censored, decoder=decoder)
         losses.append(loss.item())
+        skipped += skipped_windows(model)
         decoded = decoded.cpu().numpy()
         preds.extend(decoded[b, : int(n)] for b, n in enumerate(lengths.tolist()))
+    if skipped:
+        log.warning("%s: %d of %d windows left out of the loss: the gene grammar cannot "
+                    "produce their labels", cfg.model, skipped, len(records))
     return preds, float(np.mean(losses))
+
+
+def skipped_windows(model: SegmentationModel) -> int:
+    """Windows the last loss left out because the gene grammar cannot produce their labels
+    (:attr:`semicrf.crf.gene_head.GeneHead.skipped_windows`; 0 for other heads)."""
+    return int(getattr(model.head, "skipped_windows", 0))
 
 
 def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path, global_batch: int) -> None:
@@ -260,13 +270,14 @@ def train_model(
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
-        started, total, seen, positions = time.perf_counter(), 0.0, 0, 0
+        started, total, seen, positions, skipped = time.perf_counter(), 0.0, 0, 0, 0
         weights = _global_weights(train, cfg, epoch, group)
         bar = (progress if group.is_main else no_progress)(
             make_loader(train, cfg, shuffle_epoch=epoch, group=group), total=steps_per_epoch,
             desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for step, (batch, (weight, batch_seqs, batch_positions)) in enumerate(zip(bar, weights)):
             loss = objective({k: v.to(device) for k, v in batch.items()})
+            skipped += skipped_windows(model)
             if not _check_finite(loss, group, device):
                 raise NonFiniteLossError(
                     f"model {cfg.model}: loss is not finite at epoch {epoch + 1}, batch "
@@ -297,6 +308,10 @@ def train_model(
             f"val_{SELECTION_METRIC}": val_metrics[SELECTION_METRIC],
             "lr": sched.get_last_lr()[0], "time_s": epoch_time,
         }
+        if skipped:  # counted on this process only (each sees its slice of the batches)
+            row["skipped_windows"] = skipped
+            log.warning("%s epoch %d: %d training windows left out of the loss: the gene "
+                        "grammar cannot produce their labels", cfg.model, epoch + 1, skipped)
         history.append(row)
         log.info("%s epoch %d/%d: train loss %.4f, val loss %.4f, val %s %.4f (%.1f s)",
                  cfg.model, epoch + 1, cfg.epochs, row["train_loss"], val_loss,

@@ -138,3 +138,54 @@ def test_expand_and_collapse_by_label():
 def test_errors():
     with pytest.raises(ValueError, match="num_classes 3 or 5"):
         GeneGrammar(4)
+
+
+def test_fits_tries_every_frame_of_a_first_run_cut_inside_a_gene():
+    grammar = GeneGrammar(3, whole_codons=True)
+    cut = [(0, 40, EXON), (40, 60, 0)]  # a gene's last 40 coding bases: frame latent
+    frames = [grammar.internal_runs(cut, first_state=s) is not None for s in EXON_STATES]
+    assert frames == [(40 - f) % 3 == 0 for f in range(3)]  # the gene end pins the frame
+    assert grammar.fits(cut, anywhere=True) and not grammar.fits(cut, anywhere=False)
+    assert not grammar.fits([(0, 40, INTRON), (40, 60, 0)], anywhere=True)  # intron -> intergenic
+    assert not grammar.fits([(0, 9, 0), (9, 31, EXON), (31, 50, 0)], anywhere=True)
+    assert grammar.fits([(0, 9, 0), (9, 30, EXON), (30, 50, 0)], anywhere=False)
+
+
+def _complete_genes_are_whole_codons(segments) -> bool:
+    """Every gene wholly inside the window (intergenic on both sides) codes a multiple of 3
+    bases: the only way a window of annotated CDS labels can break the real gene grammar."""
+    labels = [c for _, _, c in segments]
+    for i, (_, _, c) in enumerate(segments):
+        if c != 0 or i == 0:
+            continue
+        j = max((k for k in range(i) if labels[k] == 0), default=None)
+        if j is not None and j < i - 1:
+            coding = sum(e - s for s, e, c2 in segments[j + 1:i] if c2 == EXON)
+            if coding % 3:
+                return False
+    return True
+
+
+def test_the_importer_lists_the_windows_the_gene_grammar_cannot_produce(tmp_path):
+    from genome_files import GeneSpec, random_dna, write_genbank
+
+    from semicrf.data.storage import read_meta
+    from semicrf.genomes.importer import import_dataset
+
+    rng = np.random.default_rng(5)
+    records = []
+    for k in range(6):  # three genes of whole codons, three frame-shifted (one base too many)
+        extra = k % 2
+        cds = [(150, 210), (300, 390 + extra), (480, 543)]
+        records.append((f"chr{k}", random_dna(700, rng), [GeneSpec(f"g{k}", 1, cds)]))
+    write_genbank(tmp_path / "mixed.gb", records)
+    out = import_dataset(tmp_path / "d", genbank=tmp_path / "mixed.gb", seq_length=500, seed=1,
+                         split=(0.5, 0.25, 0.25))
+    meta = read_meta(out)
+    flagged = 0
+    for info in meta["splits"].values():
+        expected = [i for i, segs in enumerate(info["segments"])
+                    if not _complete_genes_are_whole_codons(segs)]
+        assert info["gene_grammar_misfits"] == expected
+        flagged += len(expected)
+    assert flagged > 0

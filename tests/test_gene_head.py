@@ -166,3 +166,34 @@ def test_windows_cut_inside_a_genbank_gene_get_their_frames_from_the_latent_chai
         nll = head.nll(hidden, torch.tensor([300]), window)
         assert head.skipped_windows == 0 and bool(torch.isfinite(nll).all())
     assert checked > 100
+
+
+def test_training_counts_and_logs_the_windows_the_grammar_cannot_produce(tmp_path, caplog):
+    """Real-gene settings (whole codons, windows starting anywhere): one window whose gene
+    codes 22 bases is left out of the loss, counted in the history and logged; the loss and
+    the weights stay finite."""
+    from semicrf.data.storage import SequenceRecord
+    from semicrf.pipeline import RunConfig
+    from semicrf.train import predict, train_model
+
+    def record(segments, index):
+        labels = labels_from_segments(segments, 60)
+        tokens = np.random.default_rng(index).integers(0, 4, 60).astype(np.uint8)
+        return SequenceRecord(tokens, labels, segments, True, index, True)
+
+    good = [(0, 9, 0), (9, 30, 1), (30, 40, 2), (40, 52, 1), (52, 60, 0)]  # 33 coding bases
+    bad = [(0, 9, 0), (9, 31, 1), (31, 60, 0)]  # 22 coding bases
+    cfg = RunConfig(data_dir="unused", output_dir="unused", encoder="bilstm", features="onehot",
+                    hidden_dim=4, num_layers=1, max_duration=8, epochs=1, batch_size=2,
+                    structure="gene", lr=0.01, device="cpu")
+    tcfg = cfg.train_config("semicrf", 3, real_genes=True)
+    assert tcfg.whole_codons and tcfg.start_anywhere
+    train = [record(good, 0), record(bad, 1), record(good, 2)]
+    with caplog.at_level("WARNING"):
+        result = train_model(tcfg, train, train[:2], tmp_path)
+        _, loss = predict(result.model, train[:2], tcfg, torch.device("cpu"))
+    assert result.history[0]["skipped_windows"] == 1
+    assert np.isfinite(loss) and np.isfinite(result.history[0]["train_loss"])
+    assert "1 training windows left out" in caplog.text
+    assert "1 of 2 windows left out" in caplog.text
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())

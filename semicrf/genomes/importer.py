@@ -15,6 +15,9 @@
    position within a window is favoured). A window's first / last run is flagged censored
    (``first_segment_censored`` / ``last_segment_censored``) when the window edge cuts it or
    it is a locus flank at the stream's ends (a flank is itself cut from the genome).
+   Windows whose labels no frame assignment of the gene grammar can produce (real genes end
+   after whole codons) are listed per split as ``gene_grammar_misfits`` and counted in the
+   log: ``--structure gene`` leaves them out of its loss.
 
 Besides ``meta.json`` and the token files, the directory holds ``{split}.loci.fa`` and
 ``{split}.loci.gff3``: the oriented loci of each split and their reference genes, the input
@@ -44,6 +47,7 @@ from semicrf.data.storage import (
     write_meta,
     write_tokens,
 )
+from semicrf.gene_grammar import GeneGrammar
 from semicrf.genomes.annotation import (
     Transcript,
     labels_from_transcripts,
@@ -225,6 +229,7 @@ def import_dataset(
                              f"fewer than one window of --seq-length {seq_length}")
     out = prepare_output_dir(output_dir)
     remove_meta(out)
+    grammar = GeneGrammar(num_classes, whole_codons=True)
 
     import semicrf  # late import: the package root imports the CRF layer
 
@@ -237,13 +242,15 @@ def import_dataset(
         offsets = np.cumsum([0] + [len(x.sequence) for x in members])
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
         starts = window_starts(tokens.size, seq_length, rng)
-        segs, first, last, last_len = [], [], [], []
-        for s in starts.tolist():
+        segs, first, last, last_len, misfits = [], [], [], [], []
+        for i, s in enumerate(starts.tolist()):
             w = window_segments(labels, s, seq_length)
             segs.append(w[0])
             first.append(w[1])
             last.append(w[2])
             last_len.append(w[3])
+            if not grammar.fits(w[0], anywhere=True):
+                misfits.append(i)
         write_tokens(out, split_name, np.stack([tokens[s:s + seq_length] for s in starts]))
         write_fasta(out / f"{split_name}.loci.fa", {x.name: x.sequence for x in members})
         write_gff3(out / f"{split_name}.loci.gff3", {x.name: [x.transcript] for x in members},
@@ -257,7 +264,12 @@ def import_dataset(
             "last_segment_drawn_length": last_len,
             "window_starts": starts.tolist(),
             "loci": [dict(x.to_dict(), stream_start=int(o)) for x, o in zip(members, offsets)],
+            "gene_grammar_misfits": misfits,
         }
+        if misfits:
+            log.warning("%s: %d of %d windows do not fit the gene grammar (a CDS that is not "
+                        "whole codons, a frame shift): --structure gene leaves them out",
+                        split_name, len(misfits), starts.size)
         log.info("%s: %d loci, %d bases, %d windows of %d", split_name, len(members),
                  tokens.size, starts.size, seq_length)
     inputs = [p for p in (genbank, fasta, gff3) if p is not None]
