@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from semicrf.encoders import (
     ENCODER_NAMES,
     BiLSTMEncoder,
+    CNNBiLSTMEncoder,
+    CNNEncoder,
+    LinearConvEncoder,
     MambaEncoder,
     MambaMixer,
     MambaStubEncoder,
@@ -26,7 +29,9 @@ from semicrf.encoders import (
 )
 from semicrf.encoders.common import reversal_index, reverse_within_lengths
 
-CPU_ENCODERS = ("bilstm", "mamba_stub")
+CPU_ENCODERS = ("bilstm", "mamba_stub", "cnn", "cnn_bilstm", "conv")
+# at T = 30 every output depends on every input (conv sees only t - 16 .. t + 16)
+GLOBAL_ENCODERS = ("bilstm", "mamba_stub", "cnn", "cnn_bilstm")
 scan_module = importlib.import_module("semicrf.encoders.selective_scan")
 
 
@@ -228,7 +233,7 @@ def test_padded_batch_equals_each_sequence_alone(name):
         torch.testing.assert_close(out[b : b + 1, :n], alone, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", CPU_ENCODERS)
+@pytest.mark.parametrize("name", GLOBAL_ENCODERS)
 def test_both_directions_reach_every_position(name):
     encoder = make(name, num_layers=1)
     features, lengths = batch_inputs([30], 30)
@@ -282,15 +287,21 @@ def test_encoder_input_errors(name):
 
 
 def test_build_encoder_types_and_unknown_name():
-    assert set(ENCODER_NAMES) == {"bilstm", "mamba", "mamba_stub"}
+    assert set(ENCODER_NAMES) == {"bilstm", "mamba", "mamba_stub", "cnn", "cnn_bilstm", "conv"}
     assert isinstance(build_encoder("bilstm", 5, 8, 1), BiLSTMEncoder)
     assert isinstance(build_encoder("mamba_stub", 5, 8, 1), MambaStubEncoder)
+    assert isinstance(build_encoder("cnn", 5, 8, 1), CNNEncoder)
+    assert isinstance(build_encoder("cnn_bilstm", 5, 8, 1), CNNBiLSTMEncoder)
+    assert isinstance(build_encoder("conv", 5, 8, 1), LinearConvEncoder)
     with pytest.raises(ValueError) as info:
         build_encoder("transformer", 5, 8, 1)
     for valid in ENCODER_NAMES:
         assert valid in str(info.value)
-    with pytest.raises(ValueError, match="num_layers"):
-        build_encoder("mamba_stub", 5, 8, 0)
+    for name in CPU_ENCODERS:
+        with pytest.raises(ValueError, match="num_layers"):
+            build_encoder(name, 5, 8, 0)
+        with pytest.raises(ValueError, match="hidden_dim"):
+            build_encoder(name, 5, 0, 1)
 
 
 def test_mamba_without_cuda_names_the_alternatives(monkeypatch):

@@ -37,3 +37,24 @@ def reversal_index(lengths: Tensor, length: int) -> Tensor:
 def reverse_within_lengths(x: Tensor, index: Tensor) -> Tensor:
     """x (B, T, F) gathered along T with a :func:`reversal_index` (B, T) -> (B, T, F)."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def check_sizes(**sizes: int) -> None:
+    """Raise ValueError naming the first size below 1 (e.g. ``check_sizes(input_dim=0)``)."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def to_conv_layout(x: Tensor) -> Tensor:
+    """x (B, T, F) -> (B, F, 1, T) view for ``nn.Conv2d`` with a (1, k) kernel.
+
+    For a contiguous x the view is already in ``torch.channels_last`` format, the layout the
+    oneDNN convolutions prefer on CPU, so no copy is made.
+    """
+    return x.permute(0, 2, 1).unsqueeze(2)
+
+
+def from_conv_layout(x: Tensor) -> Tensor:
+    """x (B, F, 1, T) -> (B, T, F); the inverse of :func:`to_conv_layout` (a view)."""
+    return x.squeeze(2).permute(0, 2, 1)
