@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -136,6 +137,23 @@ class GeneGrammar:
         if self.num_classes == 5:
             columns += [torch.full_like(t, 5), torch.full_like(t, 6)]
         return torch.cat(columns, dim=1)
+
+    def shift_frames(self, states: np.ndarray, offset: int) -> np.ndarray:
+        """Internal states (int array) of a window that starts at ``offset`` of a longer
+        sequence, in the sequence's coordinates: an exon of window frame f has frame
+        ``(f + offset) mod 3`` there; other states (an intron's codon position) stay."""
+        out = np.array(states, dtype=np.int64, copy=True)
+        exon = (out >= EXON_STATES[0]) & (out <= EXON_STATES[-1])
+        out[exon] = EXON_STATES[0] + (out[exon] - EXON_STATES[0] + offset) % 3
+        return out
+
+    def broken_boundaries(self, states: np.ndarray) -> np.ndarray:
+        """Positions t (int64) where internal states (T,) change in a way the grammar forbids
+        at t (``allowed[t mod 3, states[t - 1], states[t]]`` False)."""
+        states = np.asarray(states, dtype=np.int64)
+        at = np.flatnonzero(states[1:] != states[:-1]) + 1
+        ok = self.allowed.numpy()[at % 3, states[at - 1], states[at]]
+        return at[~ok]
 
     def expand_by_label(self, x: Tensor) -> Tensor:
         """(..., C) -> (..., S): each state takes its output label's column (durations tied

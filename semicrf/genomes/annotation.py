@@ -29,6 +29,8 @@ class Transcript:
     part inside one exon (UTRs are the exon parts outside the CDS). ``strand``: +1 or -1.
     ``score``: optional confidence in [0, 1] (predictions only). ``exon_scores`` and
     ``cds_scores``: optional per-feature confidences, aligned with ``exons`` and ``cds``.
+    ``cds_start_phase``: GFF3 phase of the 5'-most CDS part (0 unless the CDS is cut at a
+    sequence edge, as a prediction's may be).
     """
 
     gene_id: str
@@ -39,10 +41,14 @@ class Transcript:
     score: float | None = None
     exon_scores: tuple[float, ...] | None = field(default=None, compare=False)
     cds_scores: tuple[float, ...] | None = field(default=None, compare=False)
+    cds_start_phase: int = 0
 
     def __post_init__(self) -> None:
         if self.strand not in (1, -1):
             raise ValueError(f"gene {self.gene_id!r}: strand must be +1 or -1, got {self.strand}")
+        if self.cds_start_phase not in (0, 1, 2):
+            raise ValueError(f"gene {self.gene_id!r}: cds_start_phase must be 0, 1 or 2, "
+                             f"got {self.cds_start_phase}")
         for what, parts in (("CDS", self.cds), ("exon", self.exons)):
             if not parts:
                 raise ValueError(f"gene {self.gene_id!r} has no {what}")
@@ -89,10 +95,11 @@ class Transcript:
 
     def cds_phases(self) -> tuple[int, ...]:
         """GFF3 phase of each CDS part (in ``cds`` order): bases to skip to the next codon,
-        counted from the 5' end of the transcript (the high end on the minus strand)."""
+        counted from the 5' end of the transcript (the high end on the minus strand), whose
+        part has ``cds_start_phase``."""
         order = range(len(self.cds)) if self.strand == 1 else range(len(self.cds) - 1, -1, -1)
         phases = [0] * len(self.cds)
-        done = 0
+        done = (3 - self.cds_start_phase) % 3
         for i in order:
             phases[i] = (3 - done % 3) % 3
             done += self.cds[i][1] - self.cds[i][0]
