@@ -131,3 +131,20 @@ def test_a_cds_start_phase_carries_to_every_part_on_both_strands():
     assert minus.cds_start_phase == 2 and minus.cds_phases() == (1, 2)
     with pytest.raises(ValueError, match="cds_start_phase"):
         Transcript("g", "s", 1, cds=((0, 3),), exons=((0, 3),), cds_start_phase=3)
+
+
+def test_a_loaded_gene_model_lets_windows_start_inside_genes(tmp_path):
+    from dataclasses import asdict
+
+    import torch
+
+    from semicrf.pipeline import RunConfig
+
+    cfg = RunConfig(data_dir="unused", output_dir="unused", encoder="bilstm", features="onehot",
+                    hidden_dim=4, num_layers=1, max_duration=8, structure="gene", device="cpu")
+    tcfg = cfg.train_config("semicrf", 3)  # generated data: training windows start intergenic
+    model = tcfg.build()
+    assert model.head.start_allowed.tolist() == [True] + [False] * 6
+    torch.save({"model": model.state_dict(), "config": asdict(tcfg)}, tmp_path / "m.pt")
+    pred = predict_mod.load_predictor(tmp_path / "m.pt")
+    assert bool(pred.model.head.start_allowed.all()) and predict_mod.gene_grammar(pred) is not None

@@ -55,7 +55,8 @@ class Predictor:
 
 def load_predictor(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
                    ) -> Predictor:
-    """A :class:`Predictor` from a ``checkpoints/{model}_best.pt`` of ``semicrf run``."""
+    """A :class:`Predictor` from a ``checkpoints/{model}_best.pt`` of ``semicrf run`` (a gene
+    model's windows may start in any state)."""
     from semicrf.train import TrainConfig, load_checkpoint
 
     path = os.fspath(checkpoint)
@@ -69,6 +70,8 @@ def load_predictor(checkpoint: str | os.PathLike[str], device: str | torch.devic
     device = torch.device(device)
     model = load_checkpoint(path, device)
     model.eval()
+    if isinstance(model.head, GeneHead):  # a window cut from a genome may start in a gene
+        model.head.start_allowed.fill_(True)
     return Predictor(model, cfg.features, cfg.num_labels, device)
 
 
