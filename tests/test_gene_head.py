@@ -58,7 +58,7 @@ def test_nll_and_viterbi_equal_enumeration(num_classes, length, seed, start_anyw
     for b, (total, ys) in enumerate(scored):
         best = ys[int(total.argmax())]
         labels[b, : len(best)] = grammar.state_label[list(best)]
-    nll = head.nll(hidden, lengths, labels)
+    nll = head.nll(hidden, lengths, labels).detach()
     runs = head.decode_states(hidden, lengths)
     for b, (total, ys) in enumerate(scored):
         n = int(lengths[b])
