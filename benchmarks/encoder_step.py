@@ -7,6 +7,10 @@ separately on the same batch; repeats go round-robin over the configurations, so
 load on a shared machine hits all of them alike. Numbers are in docs/encoders.md::
 
     OMP_NUM_THREADS=1 python benchmarks/encoder_step.py --repeats 5
+
+``--layouts`` instead times the CNN's six dilated blocks alone (forward + backward) with
+``Conv1d`` on (B, H, T) against ``Conv2d`` with (1, k) kernels on the channels-last
+(B, H, 1, T) view that ``CNNEncoder`` uses.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 
 from semicrf.data import generate_dataset, load_split
+from semicrf.encoders.cnn import DILATIONS, KERNEL_SIZE
 from semicrf.pipeline import RunConfig
 from semicrf.train import make_loader
 
@@ -41,6 +47,37 @@ def _timed_step(model: torch.nn.Module, batch: dict) -> tuple[float, float]:
     return (mid - started) + (done - after_head), after_head - mid
 
 
+def _blocks_step(layout: str, x: torch.Tensor, weights: list[torch.Tensor]) -> float:
+    """Seconds of forward + backward through the dilated blocks on x (B, H, T)."""
+    started = time.perf_counter()
+    if layout == "conv1d":
+        h = x
+        for w, d in zip(weights, DILATIONS, strict=True):
+            h = h + F.conv1d(F.relu(h), w, padding=d * (KERNEL_SIZE // 2), dilation=d)
+    else:
+        h = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        for w, d in zip(weights, DILATIONS, strict=True):
+            kernel = w.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            h = h + F.conv2d(F.relu(h), kernel, padding=(0, d * (KERNEL_SIZE // 2)),
+                             dilation=(1, d))
+    h.square().mean().backward()
+    return time.perf_counter() - started
+
+
+def compare_layouts(args: argparse.Namespace) -> None:
+    """Print the blocks' forward + backward seconds per layout (round-robin repeats)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, args.hidden, args.length, generator=gen, requires_grad=True)
+    weights = [(0.05 * torch.randn(args.hidden, args.hidden, KERNEL_SIZE, generator=gen))
+               .requires_grad_() for _ in DILATIONS]
+    times: dict[str, list[float]] = {"conv1d": [], "conv2d channels_last": []}
+    for _ in range(args.repeats):
+        for layout, spent in times.items():
+            spent.append(_blocks_step(layout, x, weights))
+    for layout, spent in times.items():
+        print(f"{layout:22s} median {statistics.median(spent):.3f} s, min {min(spent):.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS))
@@ -51,8 +88,13 @@ def main() -> None:
     parser.add_argument("--max-duration", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--layouts", action="store_true",
+                        help="compare convolution layouts of the CNN blocks instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.layouts:
+        compare_layouts(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         generate_dataset(tmp, num_train=args.batch, num_val=1, num_test=1,
                          seq_length=args.length, seed=0)
