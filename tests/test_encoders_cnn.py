@@ -161,3 +161,16 @@ def test_tiny_run_with_the_cnn_encoder_end_to_end(tmp_path):
     for entry in models.values():
         losses = [h["train_loss"] for h in entry["history"]] + [entry["test_loss"]]
         assert all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", CONV_ENCODERS)
+def test_on_cuda_matches_cpu(name):
+    encoder = make(name, seed=5).float()
+    features = torch.randn(2, 700, INPUT_DIM)
+    lengths = torch.tensor([700, 333])
+    with torch.no_grad():
+        expected = encoder(features, lengths)
+        out = encoder.cuda()(features.cuda(), lengths.cuda())
+    assert (out[1, 333:] == 0).all()
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-3, atol=1e-4)
