@@ -165,7 +165,8 @@ def test_tiny_run_with_the_cnn_encoder_end_to_end(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", CONV_ENCODERS)
-def test_on_cuda_matches_cpu(name):
+def test_on_cuda_matches_cpu(name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convolutions
     encoder = make(name, seed=5).float()
     features = torch.randn(2, 700, INPUT_DIM)
     lengths = torch.tensor([700, 333])
