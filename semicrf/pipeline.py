@@ -89,7 +89,9 @@ class RunConfig:
     data_dir: str = _flag(help="Dataset written by `semicrf generate`.", same_on_resume=False)
     output_dir: str = _flag(help="Where metrics, plots and checkpoints go.", same_on_resume=False)
     encoder: str = _flag("mamba", "mamba needs mamba-ssm and CUDA; mamba_stub is the pure-PyTorch "
-                         "Mamba; bilstm a bidirectional LSTM.", choices=ENCODER_NAMES)
+                         "Mamba; bilstm a bidirectional LSTM; cnn a dilated residual CNN; "
+                         "cnn_bilstm the CNN then the BiLSTM; conv one wide linear convolution "
+                         "(docs/encoders.md).", choices=ENCODER_NAMES)
     features: str = _flag("onehot", "Input features.", choices=FEATURE_KINDS)
     max_duration: int = _flag(1000, "Max segment duration K.")
     duration_form: str = _flag("smooth", "semicrf's duration scores: smooth (Gaussian bumps in "
