@@ -1,0 +1,169 @@
+"""The Bayes oracle (semicrf.validation.oracle) against independent computations: the
+generator's own profile rows (ProfileTable.assign) and duration pmfs, and enumeration of every
+internal labelling on tiny windows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from semicrf.data.config import GeneratorConfig
+from semicrf.data.durations import true_duration_cdf, true_duration_pmf
+from semicrf.data.generate import generate_sequence, sequence_rng
+from semicrf.data.structure import FIRST_EXON, LAST_EXON, Structure
+from semicrf.gene_grammar import EXON_STATES, INTRON_STATES
+from semicrf.labels import EXON, INTERGENIC, INTRON, UTR3, UTR5
+from semicrf.validation.oracle import BayesOracle
+
+# lengths long enough that site windows never overlap (ppt 1: an intron needs 2 + 4 + 1 + 4)
+TINY = {
+    "durations": {
+        "intergenic": {"median": 3.0, "sigma": 1.0, "min": 1, "max": 30},
+        "exon": {"median": 7.0, "sigma": 0.5, "min": 6, "max": 12},
+        "intron": {"median": 12.0, "sigma": 0.3, "min": 11, "max": 15},
+        "utr5": {"median": 2.0, "sigma": 0.5, "min": 1, "max": 5},
+        "utr3": {"median": 7.0, "sigma": 0.3, "min": 6, "max": 9},
+    },
+    "exons_per_gene": {"min": 1, "max": 2},
+    "signal": 0.7,
+    "sites": {"ppt_length": 1, "polya_offset": 0},
+}
+# the default ground truth with short intergenic regions and introns (several genes per window)
+SHORT = {"durations": {"intergenic": {"median": 300.0, "min": 50, "max": 2000},
+                       "intron": {"median": 200.0, "min": 100, "max": 1000}}}
+
+
+def _log_duration(config: GeneratorConfig, label: int, kind: str, d: int, window: int,
+                  censored: bool) -> float:
+    """log P(D = d), or log P(D >= d) when censored, of the stated duration model."""
+    if kind == "true":
+        if censored:
+            return math.log(1.0 - float(true_duration_cdf(config, label, d - 1)))
+        return math.log(float(true_duration_pmf(config, label, d)[d - 1]))
+    if kind == "flat":
+        return math.log((window - d + 1 if censored else 1) / window)
+    pmf = true_duration_pmf(config, label)
+    rate = 1.0 / float(np.dot(np.arange(1, pmf.size + 1), pmf))
+    return (d - 1) * math.log1p(-rate) + (0.0 if censored else math.log(rate))
+
+
+def _structure(runs: list[tuple[int, int, int]], window: int, far_end: int) -> Structure:
+    """The generator's Structure of internal runs; the last run drawn ``far_end`` past the
+    window (its far-end sites outside it)."""
+    label_of = {0: INTERGENIC, 7: UTR5, 8: UTR3}
+    labels, phases, flags = [], [], []
+    for i, (s, _, state) in enumerate(runs):
+        if state in EXON_STATES:
+            labels.append(EXON)
+            phases.append((s - EXON_STATES.index(state)) % 3)
+            first = i == 0 or runs[i - 1][2] not in INTRON_STATES
+            last = i + 1 < len(runs) and runs[i + 1][2] not in INTRON_STATES
+            flags.append((FIRST_EXON if first else 0) | (LAST_EXON if last else 0))
+        else:
+            labels.append(INTRON if state in INTRON_STATES else label_of[state])
+            phases.append(0)
+            flags.append(0)
+    start = np.array([r[0] for r in runs])
+    end = np.array([r[1] for r in runs])
+    end[-1] = window + far_end
+    return Structure(start=start, end=end, label=np.array(labels), phase=np.array(phases),
+                     flags=np.array(flags), seq_length=window)
+
+
+def _log_joint(oracle: BayesOracle, tokens: np.ndarray, structure: Structure,
+               kind: str = "true") -> float:
+    """log p(tokens, structure) from the generator's profile rows and the stated durations
+    and exon-count steps (each exon ends its gene with probability oracle.gene_end_prob)."""
+    window = tokens.shape[0]
+    table = oracle.table  # the generator's ProfileTable
+    rows = table.assign(structure)[:window]
+    with np.errstate(divide="ignore"):
+        total = float(np.log(table.probs[rows, tokens]).sum())
+    segments = structure.segments()
+    q = oracle.gene_end_prob
+    for i, (s, e, label) in enumerate(segments):
+        last = i == len(segments) - 1
+        total += _log_duration(oracle.config, label, kind, e - s, window, censored=last)
+        if not last and label == EXON:
+            total += math.log(1 - q) if segments[i + 1][2] == INTRON else math.log(q)
+    return total
+
+
+def _all_runs(oracle: BayesOracle, window: int, bounded: bool
+              ) -> list[list[tuple[int, int, int]]]:
+    """Every internal labelling of [0, window) the grammar admits, starting intergenic; with
+    ``bounded`` only run lengths the true durations allow (within [min, max] of the class,
+    the last run at most max)."""
+    allowed = oracle.grammar.allowed
+    labels = oracle.grammar.state_label.tolist()
+    specs = [oracle.config.duration(label) for label in labels]
+    out = []
+
+    def grow(runs: list[tuple[int, int, int]], pos: int, state: int) -> None:
+        shortest, longest = (specs[state].min, specs[state].max) if bounded else (1, window)
+        for end in range(pos + 1, min(pos + longest, window) + 1):
+            here = [*runs, (pos, end, state)]
+            if end == window:
+                out.append(here)
+            elif end - pos >= shortest:
+                for nxt in allowed[end % 3, state].nonzero().flatten().tolist():
+                    grow(here, end, nxt)
+
+    grow([], 0, 0)
+    return out
+
+
+@pytest.mark.parametrize("num_classes", [3, 5])
+def test_true_labelling_score_is_the_generators_log_probability(num_classes):
+    config = GeneratorConfig.from_overrides(SHORT)
+    oracle = BayesOracle(config, num_classes)
+    window, checked = 1500, 0
+    for i in range(12):
+        tokens, structure = generate_sequence(config, num_classes, window, sequence_rng(3, 0, i))
+        if structure.end[-1] - window < 30:  # the censored run's far-end sites in the window
+            continue
+        runs = oracle.grammar.internal_runs(structure.segments())
+        assert runs is not None
+        score = float(oracle.score(tokens[None], [runs])[0])
+        assert score == pytest.approx(_log_joint(oracle, tokens, structure), abs=1e-6)
+        assert float(oracle.log_partition(tokens[None])[0]) >= score
+        checked += 1
+    assert checked >= 6
+
+
+@pytest.mark.parametrize(("num_classes", "window"),
+                         [(3, 26), (5, 24)])
+def test_log_partition_is_the_marginal_likelihood(num_classes, window):
+    config = GeneratorConfig.from_overrides(TINY)
+    oracle = BayesOracle(config, num_classes)
+    labellings = _all_runs(oracle, window, bounded=True)
+    rng = np.random.default_rng(0)
+    batch = [generate_sequence(config, num_classes, window, sequence_rng(5, 0, i))[0]
+             for i in range(2)] + [rng.integers(0, 4, window).astype(np.uint8)]
+    tokens = np.stack(batch)
+    log_z = oracle.log_partition(tokens)
+    for b in range(tokens.shape[0]):
+        joints = [_log_joint(oracle, tokens[b], _structure(r, window, 100))
+                  for r in labellings]
+        expected = torch.logsumexp(torch.tensor(joints, dtype=torch.float64), 0)
+        assert float(log_z[b]) == pytest.approx(float(expected), abs=1e-9)
+        best = labellings[int(np.argmax(joints))]
+        labels = oracle.decode(tokens[b:b + 1])[0]
+        want = np.concatenate([np.full(e - s, int(oracle.grammar.state_label[c]))
+                               for s, e, c in best])
+        np.testing.assert_array_equal(labels, want)
+
+
+@pytest.mark.parametrize("kind", ["true", "geometric", "flat"])
+def test_structure_prior_sums_to_one(kind):
+    window = 26 if kind == "true" else 9
+    # uniform rows everywhere: the joint is the structure prior times 4 ** -window
+    uniform = GeneratorConfig.from_overrides({**TINY, "signal": 0.0, "splice_motifs": False})
+    oracle = BayesOracle(uniform, 3, kind)
+    runs = _all_runs(oracle, window, bounded=kind == "true")
+    total = sum(math.exp(_log_joint(oracle, np.zeros(window, np.uint8), _structure(r, window, 100),
+                                    kind) + window * math.log(4)) for r in runs)
+    assert total == pytest.approx(1.0, abs=1e-9)
