@@ -4,12 +4,14 @@ internal labelling on tiny windows."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from semicrf.data import generate_dataset
 from semicrf.data.config import GeneratorConfig
 from semicrf.data.durations import true_duration_cdf, true_duration_pmf
 from semicrf.data.generate import generate_sequence, sequence_rng
@@ -167,3 +169,36 @@ def test_structure_prior_sums_to_one(kind):
     total = sum(math.exp(_log_joint(oracle, np.zeros(window, np.uint8), _structure(r, window, 100),
                                     kind) + window * math.log(4)) for r in runs)
     assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def test_cli_writes_the_metrics_and_refuses_imported_data(tmp_path, capsys):
+    from semicrf.cli import main
+
+    data = generate_dataset(tmp_path / "data", num_train=1, num_val=1, num_test=2,
+                            seq_length=1200, config=SHORT, seed=1)
+    out = tmp_path / "oracle.json"
+    argv = ["oracle", "--data-dir", str(data), "--durations", "geometric", "--decoder",
+            "posterior", "--output", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert 0.0 <= result["boundary_f1"] <= 1.0 and "boundary_f1_tol5" in result
+    assert result["oracle"]["durations"] == "geometric" and result["oracle"]["num_sequences"] == 2
+    assert result["timing"]["seconds_per_sequence"] > 0
+    meta = json.loads((data / "meta.json").read_text())
+    del meta["generator"]
+    (data / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["oracle", "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no generator" in err and len(err.splitlines()) == 1
+
+
+def test_bad_arguments_are_one_line_errors():
+    config = GeneratorConfig.from_overrides(SHORT)
+    with pytest.raises(ValueError, match="durations must be one of"):
+        BayesOracle(config, 3, "gamma")
+    oracle = BayesOracle(config)
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        oracle.decode(np.zeros((1, 10), np.uint8), "mode")
+    with pytest.raises(ValueError, match="tokens must be"):
+        oracle.inputs(np.zeros(10, np.uint8))

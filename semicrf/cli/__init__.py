@@ -1,4 +1,4 @@
-"""The ``semicrf`` command line: ``semicrf generate | run | compare | import | predict``.
+"""The ``semicrf`` command line: ``semicrf generate | run | compare | import | predict | oracle``.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and
 ``main(args) -> int``; this module only wires them together.
@@ -10,13 +10,14 @@ import argparse
 import logging
 import sys
 
-from semicrf.cli import compare, generate, import_genes, predict, run
+from semicrf.cli import compare, generate, import_genes, oracle, predict, run
 
 _COMMANDS = {
     "generate": (generate, "Generate a synthetic genome dataset with known ground truth."),
     "run": (run, "Train and evaluate the four models (softmax, linear, semicrf, semicrf_uniform)."),
     "compare": (compare, "Print and save the comparison table of one or more results dirs."),
     "import": (import_genes, "Import real annotations (GenBank, or FASTA + GFF3) as a dataset."),
+    "oracle": (oracle, "Decode a generated split with the generator's own model (Bayes ceiling)."),
     "predict": (predict, "Predict genes on FASTA sequences with a trained checkpoint (GFF3)."),
 }
 

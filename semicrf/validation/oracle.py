@@ -29,6 +29,7 @@ default lengths (exon >= 30, intron >= 100) only the first two can occur.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -297,18 +298,26 @@ class BayesOracle:
         return out
 
 
+def load_generator(data_dir: str) -> tuple[GeneratorConfig, dict[str, object]]:
+    """(generator config, meta.json) of a generated dataset; a dataset without a generator
+    (``semicrf import``) is a one-line ``ValueError``."""
+    from semicrf.data import read_meta  # noqa: PLC0415
+
+    meta = read_meta(data_dir)
+    if "generator" not in meta:
+        raise ValueError(f"{str(data_dir)!r} was not written by `semicrf generate` (no generator "
+                         "in meta.json): the oracle needs the generating model")
+    return GeneratorConfig.from_dict(meta["generator"]), meta
+
+
 def decode_split(data_dir: str, split: str = "test", durations: str = "true",
                  decoder: str = "viterbi", progress: Callable[[int], object] | None = None
                  ) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, object]]:
     """(predicted labels, true labels, settings) of a generated split decoded by the oracle
     of the generator in ``data_dir``/meta.json. ``progress(1)`` after every sequence."""
-    from semicrf.data import load_split, read_meta  # noqa: PLC0415 - keeps import light
+    from semicrf.data import load_split  # noqa: PLC0415 - keeps import light
 
-    meta = read_meta(data_dir)
-    if "generator" not in meta:
-        raise ValueError(f"{data_dir!r} was not written by `semicrf generate` (no generator in "
-                         "meta.json): the oracle needs the generating model")
-    config = GeneratorConfig.from_dict(meta["generator"])
+    config, meta = load_generator(data_dir)
     oracle = BayesOracle(config, int(meta["num_classes"]), durations)
     records = load_split(data_dir, split)
     pred, true = [], []
@@ -323,3 +332,25 @@ def decode_split(data_dir: str, split: str = "test", durations: str = "true",
                 "seq_length": int(meta["seq_length"]),
                 "gene_end_prob": oracle.gene_end_prob}
     return pred, true, settings
+
+
+def evaluate_split(data_dir: str, split: str = "test", durations: str = "true",
+                   decoder: str = "viterbi", max_duration: int = 1000,
+                   output: str | None = None, progress: Callable[[int], object] | None = None
+                   ) -> dict[str, object]:
+    """The :func:`semicrf.metrics.evaluate` dict of the oracle's labels on a generated split,
+    with ``oracle`` (settings) and ``timing`` added; written as JSON to ``output`` if given."""
+    from semicrf.atomic_io import write_json  # noqa: PLC0415
+    from semicrf.metrics import evaluate  # noqa: PLC0415
+
+    began = time.perf_counter()
+    pred, true, settings = decode_split(data_dir, split, durations, decoder, progress)
+    seconds = time.perf_counter() - began
+    result = evaluate(pred, true, int(settings["num_classes"]), max_duration)
+    result["oracle"] = settings
+    result["timing"] = {"decode_seconds": seconds,
+                        "seconds_per_sequence": seconds / max(len(pred), 1),
+                        "threads": torch.get_num_threads()}
+    if output is not None:
+        write_json(output, result)
+    return result
