@@ -166,9 +166,14 @@ def test_structure_prior_sums_to_one(kind):
     uniform = GeneratorConfig.from_overrides({**TINY, "signal": 0.0, "splice_motifs": False})
     oracle = BayesOracle(uniform, 3, kind)
     runs = _all_runs(oracle, window, bounded=kind == "true")
-    total = sum(math.exp(_log_joint(oracle, np.zeros(window, np.uint8), _structure(r, window, 100),
-                                    kind) + window * math.log(4)) for r in runs)
+    tokens = np.random.default_rng(1).integers(0, 4, (1, window)).astype(np.uint8)
+    joints = [_log_joint(oracle, tokens[0], _structure(r, window, 100), kind) for r in runs]
+    total = sum(math.exp(j + window * math.log(4)) for j in joints)
     assert total == pytest.approx(1.0, abs=1e-9)
+    # the oracle's own tables: log Z = log 4 ** -window, scores equal the independent joints
+    assert float(oracle.log_partition(tokens)[0]) == pytest.approx(-window * math.log(4), abs=1e-9)
+    for i in range(0, len(runs), max(len(runs) // 7, 1)):
+        assert float(oracle.score(tokens, [runs[i]])[0]) == pytest.approx(joints[i], abs=1e-9)
 
 
 def test_cli_writes_the_metrics_and_refuses_imported_data(tmp_path, capsys):

@@ -16,7 +16,7 @@ grammar's internal states (:mod:`semicrf.gene_grammar`):
 - durations: ``log p(d)`` of each class for d = 1..T (``"true"``: the generator's integer
   pmfs; ``"geometric"``: geometric pmfs with the same means; ``"flat"``: uniform on 1..T), the
   mass beyond T in row K - 1 = T with a geometric tail, so the censored last run scores its
-  exact survival ``log P(D >= L)``;
+  exact survival ``log P(D >= L)`` (geometric durations need only K = 1 and their tail);
 - the window starts at the start of an intergenic region (``start`` -inf elsewhere).
 
 What it does not model: the exon count (the generator draws 2..6 uniformly; here each exon
@@ -150,8 +150,15 @@ class BayesOracle:
         return steps.masked_fill(~self.grammar.allowed.any(dim=0), -math.inf)
 
     def duration_table(self, length: int) -> tuple[Tensor, Tensor]:
-        """(duration (length + 1, S), tail (S,)) float64: row d - 1 = log P(D = d) for
+        """(duration (K, S), tail (S,)) float64. Geometric durations: K = 1, row 0 = log r and
+        tail log(1 - r) (exact). Otherwise K = length + 1: row d - 1 = log P(D = d) for
         d <= length; row ``length`` and the tail hold P(D > length) as a geometric tail."""
+        if self.durations == "geometric":
+            first = [duration_log_pmf(self.config, label, "geometric", 1)[0]
+                     for label in range(self.num_classes)]
+            rate = torch.tensor(first, dtype=torch.float64).exp()
+            table = self.grammar.expand_by_label(rate.log().unsqueeze(0))
+            return table, self.grammar.expand_by_label(torch.log1p(-rate))
         columns = []
         for label in range(self.num_classes):
             logp = duration_log_pmf(self.config, label, self.durations, length)
