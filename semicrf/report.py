@@ -99,7 +99,8 @@ def write_metrics_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> P
 
 
 def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read ``results_dir/metrics.json`` (or a metrics JSON file given directly)."""
+    """Read ``results_dir/metrics.json`` (or a metrics JSON file given directly); each
+    ``oracle*.json`` beside it (``semicrf oracle``) joins as a model named by its stem."""
     path = Path(results_dir)
     if path.is_dir():
         path = path / METRICS_FILENAME
@@ -108,6 +109,9 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, Any]:
     payload = read_json(path, str(path))
     if not isinstance(payload, dict) or not isinstance(payload.get("models"), dict):
         raise ValueError(f"{path} has no 'models' mapping (see docs/metrics.md)")
+    # the Bayes ceiling (`semicrf oracle --output DIR/oracle*.json`) as one more column
+    for oracle in sorted(path.parent.glob("oracle*.json")):
+        payload["models"][oracle.stem] = {"metrics": read_json(oracle, str(oracle))}
     return payload
 
 

@@ -207,3 +207,14 @@ def test_bad_arguments_are_one_line_errors():
         oracle.decode(np.zeros((1, 10), np.uint8), "mode")
     with pytest.raises(ValueError, match="tokens must be"):
         oracle.inputs(np.zeros(10, np.uint8))
+
+
+def test_compare_shows_the_oracle_column(tmp_path):
+    from semicrf.report import comparison_table
+
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"models": {"linear": {"metrics": {"boundary_f1": 0.1}}}}))
+    (tmp_path / "oracle.json").write_text(json.dumps({"boundary_f1": 0.4, "segment_f1": 0.3}))
+    table = comparison_table(tmp_path)
+    assert table.loc["boundary_f1", "oracle"] == 0.4
+    assert table.loc["boundary_f1", "linear"] == 0.1
