@@ -218,3 +218,17 @@ def test_compare_shows_the_oracle_column(tmp_path):
     table = comparison_table(tmp_path)
     assert table.loc["boundary_f1", "oracle"] == 0.4
     assert table.loc["boundary_f1", "linear"] == 0.1
+
+
+def test_sweep_oracle_rows_are_cached_beside_the_data(tmp_path):
+    from semicrf.validation.sweep import ORACLE_DURATIONS, oracle_rows
+
+    data = generate_dataset(tmp_path / "data", num_train=1, num_val=1, num_test=2,
+                            seq_length=1200, config=SHORT, seed=2)
+    rows = oracle_rows(data, 100)
+    assert set(rows) == set(ORACLE_DURATIONS)
+    for kind in ORACLE_DURATIONS:
+        cached = json.loads((data / f"oracle_{kind}_viterbi.json").read_text())
+        assert rows[kind]["boundary_f1"] == cached["boundary_f1"]
+        assert set(rows[kind]["duration_kl_log"]) == {"intergenic", "exon", "intron"}
+    assert oracle_rows(data, 100) == rows
