@@ -220,15 +220,15 @@ def test_compare_shows_the_oracle_column(tmp_path):
     assert table.loc["boundary_f1", "linear"] == 0.1
 
 
-def test_sweep_oracle_rows_are_cached_beside_the_data(tmp_path):
-    from semicrf.validation.sweep import ORACLE_DURATIONS, oracle_rows
+def test_ceiling_rows_are_cached_beside_the_data(tmp_path):
+    from semicrf.validation.oracle import CEILING_DURATIONS, ceiling_rows
 
     data = generate_dataset(tmp_path / "data", num_train=1, num_val=1, num_test=2,
                             seq_length=1200, config=SHORT, seed=2)
-    rows = oracle_rows(data, 100)
-    assert set(rows) == set(ORACLE_DURATIONS)
-    for kind in ORACLE_DURATIONS:
+    rows = ceiling_rows(data, 100)
+    assert set(rows) == set(CEILING_DURATIONS)
+    for kind in CEILING_DURATIONS:
         cached = json.loads((data / f"oracle_{kind}_viterbi.json").read_text())
         assert rows[kind]["boundary_f1"] == cached["boundary_f1"]
         assert set(rows[kind]["duration_kl_log"]) == {"intergenic", "exon", "intron"}
-    assert oracle_rows(data, 100) == rows
+    assert ceiling_rows(data, 100) == rows

@@ -32,6 +32,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -361,3 +363,27 @@ def evaluate_split(data_dir: str, split: str = "test", durations: str = "true",
     if output is not None:
         write_json(output, result)
     return result
+
+
+#: Duration models of the Bayes-ceiling rows of the reports (the limit money curve).
+CEILING_DURATIONS: tuple[str, ...] = ("true", "geometric")
+
+
+def ceiling_rows(data_dir: str | Path, max_duration: int, near: int = 10) -> dict[str, Any]:
+    """The Bayes ceiling on the test split of ``data_dir``: per duration model in
+    :data:`CEILING_DURATIONS` the oracle's Viterbi boundary F1 (exact and within ``near``
+    bp), segment F1, ``duration_kl_log`` and seconds per window (cached beside the data as
+    ``oracle_{durations}_viterbi.json``)."""
+    from semicrf.atomic_io import read_json  # noqa: PLC0415
+
+    out = {}
+    for kind in CEILING_DURATIONS:
+        path = Path(data_dir) / f"oracle_{kind}_viterbi.json"
+        if path.is_file():
+            metrics = read_json(path, str(path))
+        else:
+            metrics = evaluate_split(str(data_dir), "test", kind, "viterbi", max_duration, str(path))
+        out[kind] = {key: metrics[key] for key in ("boundary_f1", f"boundary_f1_tol{near}",
+                                                   "segment_f1", "duration_kl_log")}
+        out[kind]["seconds_per_sequence"] = metrics["timing"]["seconds_per_sequence"]
+    return out

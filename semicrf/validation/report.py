@@ -31,6 +31,7 @@ from semicrf.validation.claims import (
     discrete_median,
 )
 from semicrf.validation.experiment import SHIFTED_MODEL, ExperimentResult
+from semicrf.validation.oracle import ceiling_rows
 
 
 def model_summary(result: ExperimentResult) -> dict[str, dict[str, Any]]:
@@ -120,6 +121,11 @@ def write_report(
         "models": model_summary(result),
         "plots": plots,
     }
+    if (root / "data" / "meta.json").is_file():  # the Bayes ceiling (docs/validation.md)
+        report["oracle"] = ceiling_rows(root / "data", scale.max_duration)
+        top = report["oracle"]["true"]["boundary_f1"]
+        report["fraction_of_ceiling"] = {name: r["boundary_f1"] / top if top else None
+                                         for name, r in report["models"].items()}
     json_path = write_metrics_json(root / "validation_report.json", report)
     md_path = root / "validation_report.md"
     write_text(md_path, report_markdown(report))
@@ -252,6 +258,21 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             f"{_fmt(r.get('test_loss'), 5)} | {_fmt(r.get('val_loss_last_epoch_rel_change'), 4)} | "
             f"{r['epochs']} ({r.get('best_epoch')}) | {_fmt(r['train_time_s'], 0)} |"
         )
+    if report.get("oracle"):
+        lines += ["", "## The Bayes ceiling", "",
+                  "The generator's own model decoded exactly (`semicrf oracle`, Viterbi; "
+                  "docs/validation.md) on the same test windows, with true and with geometric "
+                  "durations of the same means:", "",
+                  "| durations | boundary F1 | within 10 bp | segment F1 | exon KL log | "
+                  "intron KL log | s per window |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for kind, r in report["oracle"].items():
+            lines.append(f"| {kind} | {_fmt(r['boundary_f1'])} | {_fmt(r['boundary_f1_tol10'])} | "
+                         f"{_fmt(r['segment_f1'])} | {_fmt(r['duration_kl_log'].get('exon'))} | "
+                         f"{_fmt(r['duration_kl_log'].get('intron'))} | "
+                         f"{_fmt(r['seconds_per_sequence'], 2)} |")
+        lines += ["", "Each model's exact boundary F1 as a fraction of the true-duration ceiling: "
+                  + ", ".join(f"{name} {_fmt(v)}" for name, v in report["fraction_of_ceiling"].items())
+                  + "."]
     if report["plots"]:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in report["plots"].items()]

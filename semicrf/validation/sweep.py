@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from semicrf.atomic_io import atomic_write, read_json, write_text
+from semicrf.atomic_io import atomic_write, write_text
 from semicrf.data import read_overrides_file
 from semicrf.environment import machine_info
 from semicrf.labels import class_names
@@ -57,7 +57,7 @@ from semicrf.validation.experiment import (
     build_experiment,
     run_experiments,
 )
-from semicrf.validation.oracle import evaluate_split
+from semicrf.validation.oracle import ceiling_rows
 from semicrf.validation.report import _fmt
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,6 @@ SWEEP_BASELINES: tuple[str, ...] = ("semicrf_uniform", "linear")
 NEAR_TOLERANCE = 10
 #: Default signal strengths (the generator default 0.5 among them).
 DEFAULT_SIGNALS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-#: Duration models of the Bayes-ceiling rows (the limit money curve).
-ORACLE_DURATIONS: tuple[str, ...] = ("true", "geometric")
 
 
 def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
@@ -104,28 +102,12 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
             hists["semicrf"], hists[b], hist_true, "exon", b, **opts))
     row["ablation_boundary_f1_drop"] = asdict(ablation_claim(counts["semicrf"], counts[ABLATED_MODEL],
                                                              **opts))
-    row["oracle"] = oracle_rows(result.root / "data", result.experiment.scale.max_duration)
+    row["oracle"] = ceiling_rows(result.root / "data", result.experiment.scale.max_duration,
+                                 NEAR_TOLERANCE)
     ceiling = row["oracle"]["true"]["boundary_f1"]
     row["fraction_of_ceiling"] = {m: row[m]["boundary_f1"] / ceiling if ceiling else None
                                   for m in SWEEP_MODELS}
     return row
-
-
-def oracle_rows(data_dir: Path, max_duration: int) -> dict[str, Any]:
-    """The Bayes ceiling on the test split of ``data_dir``: per duration model in
-    :data:`ORACLE_DURATIONS` the oracle's Viterbi metrics (cached beside the data as
-    ``oracle_{durations}_viterbi.json``)."""
-    out = {}
-    for kind in ORACLE_DURATIONS:
-        path = data_dir / f"oracle_{kind}_viterbi.json"
-        if path.is_file():
-            metrics = read_json(path, str(path))
-        else:
-            metrics = evaluate_split(str(data_dir), "test", kind, "viterbi", max_duration, str(path))
-        out[kind] = {key: metrics[key] for key in ("boundary_f1", f"boundary_f1_tol{NEAR_TOLERANCE}",
-                                                   "segment_f1", "duration_kl_log")}
-        out[kind]["seconds_per_sequence"] = metrics["timing"]["seconds_per_sequence"]
-    return out
 
 
 def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
