@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="DIR",
-        help="One or more results directories (each with metrics.json), shown side by side.",
+        help="One or more results directories (each with metrics.json; an oracle*.json beside "
+        "it adds the Bayes ceiling as a column), shown side by side.",
     )
     parser.add_argument(
         "--output",
