@@ -197,3 +197,22 @@ def test_training_counts_and_logs_the_windows_the_grammar_cannot_produce(tmp_pat
     assert "1 training windows left out" in caplog.text
     assert "1 of 2 windows left out" in caplog.text
     assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+
+
+def test_a_gene_run_on_imported_genes_uses_whole_codons_and_latent_frames(tmp_path):
+    """`semicrf run --structure gene` on `semicrf import` output (no generator in meta.json)
+    builds the real-gene grammar: genes end after whole codons, windows start anywhere."""
+    from genome_files import toy_records, write_genbank
+
+    from semicrf.cli import main as cli_main
+    from semicrf.genomes.importer import import_dataset
+
+    write_genbank(tmp_path / "toy.gb", toy_records(np.random.default_rng(0), n=12))
+    data = import_dataset(tmp_path / "data", genbank=tmp_path / "toy.gb", seq_length=300, seed=3)
+    out = tmp_path / "run"
+    flags = ["--encoder", "bilstm", "--features", "onehot", "--hidden-dim", "4", "--num-layers",
+             "1", "--max-duration", "8", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+             "--threads", "1", "--quiet", "--structure", "gene", "--models", "linear"]
+    assert cli_main(["run", "--data-dir", str(data), "--output-dir", str(out), *flags]) == 0
+    config = torch.load(out / "checkpoints" / "linear_best.pt", weights_only=False)["config"]
+    assert config["whole_codons"] and config["start_anywhere"]
