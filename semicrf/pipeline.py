@@ -97,7 +97,7 @@ class RunConfig:
     duration_form: str = _flag("smooth", "semicrf's duration scores: smooth (Gaussian bumps in "
                                "log-length; chosen by validation loss, docs/model.md) or a free "
                                "(K, C) table.", choices=DURATION_FORMS)
-    structure: str = _flag("plain", "Output structure of linear, semicrf and semicrf_uniform: plain "
+    structure: str = _flag("gene", "Output structure of linear, semicrf and semicrf_uniform: plain "
                            "(the C labels) or gene (frame-aware gene grammar with boundary "
                            "sensors, docs/model.md).", choices=STRUCTURES)
     decoder: str = _flag("viterbi", "Decoder of metrics.json's `metrics` and predictions/{model}.npz "

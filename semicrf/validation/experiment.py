@@ -52,7 +52,7 @@ from semicrf.train import ProgressFactory, TrainConfig, load_checkpoint, make_lo
 log = logging.getLogger(__name__)
 
 #: Bump when the experiment protocol changes, so that old caches are not reused.
-EXPERIMENT_VERSION = 4
+EXPERIMENT_VERSION = 5  # 5: --structure gene is the default (docs/model.md, pilot)
 NUM_CLASSES = 3
 #: Name of the semicrf model trained on the shifted ground truth, in claims and reports.
 SHIFTED_MODEL = "semicrf@shifted"
