@@ -232,3 +232,15 @@ def test_ceiling_rows_are_cached_beside_the_data(tmp_path):
         assert rows[kind]["boundary_f1"] == cached["boundary_f1"]
         assert set(rows[kind]["duration_kl_log"]) == {"intergenic", "exon", "intron"}
     assert ceiling_rows(data, 100) == rows
+
+
+def test_report_ceiling_section_lists_both_duration_models():
+    from semicrf.validation.report import ceiling_markdown
+
+    row = {"boundary_f1": 0.42, "boundary_f1_tol10": 0.5, "segment_f1": 0.3,
+           "duration_kl_log": {"exon": 0.2, "intron": 0.1}, "seconds_per_sequence": 4.0}
+    lines = ceiling_markdown({"true": row, "geometric": {**row, "boundary_f1": 0.39}},
+                             {"semicrf": 0.01 / 0.42})
+    text = "\n".join(lines)
+    assert "| true | 0.420 |" in text and "| geometric | 0.390 |" in text
+    assert "semicrf 0.024" in text

@@ -259,21 +259,27 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             f"{r['epochs']} ({r.get('best_epoch')}) | {_fmt(r['train_time_s'], 0)} |"
         )
     if report.get("oracle"):
-        lines += ["", "## The Bayes ceiling", "",
-                  "The generator's own model decoded exactly (`semicrf oracle`, Viterbi; "
-                  "docs/validation.md) on the same test windows, with true and with geometric "
-                  "durations of the same means:", "",
-                  "| durations | boundary F1 | within 10 bp | segment F1 | exon KL log | "
-                  "intron KL log | s per window |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for kind, r in report["oracle"].items():
-            lines.append(f"| {kind} | {_fmt(r['boundary_f1'])} | {_fmt(r['boundary_f1_tol10'])} | "
-                         f"{_fmt(r['segment_f1'])} | {_fmt(r['duration_kl_log'].get('exon'))} | "
-                         f"{_fmt(r['duration_kl_log'].get('intron'))} | "
-                         f"{_fmt(r['seconds_per_sequence'], 2)} |")
-        lines += ["", "Each model's exact boundary F1 as a fraction of the true-duration ceiling: "
-                  + ", ".join(f"{name} {_fmt(v)}" for name, v in report["fraction_of_ceiling"].items())
-                  + "."]
+        lines += ceiling_markdown(report["oracle"], report["fraction_of_ceiling"])
     if report["plots"]:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in report["plots"].items()]
     return "\n".join(lines) + "\n"
+
+
+def ceiling_markdown(oracle: Mapping[str, Any], fractions: Mapping[str, Any]) -> list[str]:
+    """The report's "Bayes ceiling" section: the oracle rows (:func:`ceiling_rows`) and each
+    model's exact boundary F1 as a fraction of the true-duration ceiling."""
+    lines = ["", "## The Bayes ceiling", "",
+             "The generator's own model decoded exactly (`semicrf oracle`, Viterbi; "
+             "docs/validation.md) on the same test windows, with true and with geometric "
+             "durations of the same means:", "",
+             "| durations | boundary F1 | within 10 bp | segment F1 | exon KL log | "
+             "intron KL log | s per window |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, r in oracle.items():
+        lines.append(f"| {kind} | {_fmt(r['boundary_f1'])} | {_fmt(r['boundary_f1_tol10'])} | "
+                     f"{_fmt(r['segment_f1'])} | {_fmt(r['duration_kl_log'].get('exon'))} | "
+                     f"{_fmt(r['duration_kl_log'].get('intron'))} | "
+                     f"{_fmt(r['seconds_per_sequence'], 2)} |")
+    lines += ["", "Each model's exact boundary F1 as a fraction of the true-duration ceiling: "
+              + ", ".join(f"{name} {_fmt(v)}" for name, v in fractions.items()) + "."]
+    return lines
