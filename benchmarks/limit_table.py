@@ -14,6 +14,7 @@ durations, and the seconds per window.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def main() -> None:
               f"generator's own model (`semicrf.validation.oracle`), {args.num_test} test "
               f"windows of {args.seq_length} bases (data seed 42), one thread.\n\n"
               f"    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/limit_table.py "
-              f"--num-test {args.num_test}\n\n")
+              f"--num-test {args.num_test}\n\nGround truths: `default` (the generator's "
+              f"defaults), `sharp` (overrides `{json.dumps(TRUTHS['sharp'])}`).\n\n")
     Path(args.out).write_text(header + "\n".join(lines) + "\n")
 
 
