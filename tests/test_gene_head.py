@@ -216,3 +216,17 @@ def test_a_gene_run_on_imported_genes_uses_whole_codons_and_latent_frames(tmp_pa
     assert cli_main(["run", "--data-dir", str(data), "--output-dir", str(out), *flags]) == 0
     config = torch.load(out / "checkpoints" / "linear_best.pt", weights_only=False)["config"]
     assert config["whole_codons"] and config["start_anywhere"]
+
+
+def test_without_durations_keeps_everything_but_the_length_model():
+    """The causal ablation of a gene head: same emissions, sensors, transitions and start,
+    durations and tail zero (a uniform GeneHead)."""
+    head = _head(3, seed=4, max_duration=6).float()
+    ablated = head.without_durations()
+    assert isinstance(ablated, GeneHead) and not ablated.learned
+    hidden = torch.randn(2, 30, 4)
+    torch.testing.assert_close(ablated.scores(hidden), head.scores(hidden))
+    torch.testing.assert_close(ablated.state_transition(hidden), head.state_transition(hidden))
+    torch.testing.assert_close(ablated.state_start(), head.state_start())
+    assert bool((ablated.duration_scores() == 0).all()) and bool((ablated.tail() == 0).all())
+    assert "start_allowed" not in head.state_dict()  # derived from the grammar, not saved

@@ -72,9 +72,16 @@ class GeneHead(SemiCRFHead):
                                 SENSOR_LEFT + SENSOR_RIGHT)
         self.transition = nn.Parameter(torch.zeros(states, states))
         self.start = nn.Parameter(torch.zeros(states))
-        self.register_buffer("start_allowed", grammar.start_allowed(start_anywhere))
+        self.register_buffer("start_allowed", grammar.start_allowed(start_anywhere),
+                             persistent=False)  # derived from the grammar, not a parameter
         #: windows left out of the last ``nll`` call because the grammar cannot produce them
         self.skipped_windows = 0
+
+    ABLATION_KEEPS = ("projection.", "sensor.", "transition", "start")
+
+    def _uniform_twin(self) -> GeneHead:
+        return GeneHead(self.projection.in_features, self.grammar, self.max_duration, "uniform",
+                        self.backend, start_anywhere=self.start_anywhere)
 
     # ------------------------------------------------------------------ the internal model
     def scores(self, hidden: Tensor) -> Tensor:

@@ -209,6 +209,23 @@ class SemiCRFHead(nn.Module):
         return api.posterior_durations(self.scores(hidden), self.transition,
                                        self.duration_scores(), lengths, self.start, **keywords)
 
+    #: Parameters that the duration ablation keeps (everything but durations and tail).
+    ABLATION_KEEPS: tuple[str, ...] = ("projection.", "transition", "start")
+
+    def _uniform_twin(self) -> SemiCRFHead:
+        return SemiCRFHead(self.projection.in_features, self.num_labels, self.max_duration,
+                           duration="uniform", backend=self.backend, semantics=self.semantics)
+
+    def without_durations(self) -> SemiCRFHead:
+        """A copy of this head with the duration scores and tail replaced by zeros (the
+        uniform, geometric length model, no censoring): the causal ablation."""
+        if not self.learned:
+            raise ValueError("this head has no learned duration model to ablate")
+        uniform = self._uniform_twin()
+        uniform.load_state_dict({k: v for k, v in self.state_dict().items()
+                                 if k.startswith(self.ABLATION_KEEPS)}, strict=False)
+        return uniform.to(self.start.device)
+
     def duration_log_pmf(self) -> Tensor:
         """The duration scores normalised over lengths 1..K per label, (K, C). Identified only up
         to a linear tilt (the emission bias trades with it): compare it with a reference after

@@ -244,16 +244,12 @@ def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
 
 def ablate_durations(model: SegmentationModel) -> SegmentationModel:
     """The trained ``model`` with its duration scores and tail replaced by zeros: the same
-    encoder, emission projection, transitions and start, scored by the uniform model's
-    (geometric) length model (``SemiCRFHead(duration="uniform")``, no censoring)."""
+    encoder, emission projection, transitions and start (and a gene head's sensors), scored by
+    the uniform model's (geometric) length model (:meth:`SemiCRFHead.without_durations`)."""
     head = model.head
     if not isinstance(head, SemiCRFHead) or not head.learned:
         raise ValueError(f"model {model.name!r} has no learned duration model to ablate")
-    uniform = SemiCRFHead(head.projection.in_features, head.num_labels, head.max_duration,
-                          duration="uniform", backend=head.backend, semantics=head.semantics)
-    uniform.load_state_dict({k: v for k, v in head.state_dict().items()
-                             if k.startswith(("projection.", "transition", "start"))}, strict=False)
-    return SegmentationModel(ABLATED_MODEL, model.encoder, uniform.to(head.start.device)).eval()
+    return SegmentationModel(ABLATED_MODEL, model.encoder, head.without_durations()).eval()
 
 
 @torch.no_grad()
