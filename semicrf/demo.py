@@ -2,10 +2,12 @@
 
 The one home of the demo's settings (the Makefile and the demo test use them). Lengths are
 shrunk (exon median 60, intron 300, intergenic 600 bp in 2 kb sequences) and the signal is
-the strongest (1.0), with 4-mer features and a high learning rate, so that four tiny models
-find exons within 96 optimisation steps (12 batches of 4, 8 epochs) and differ visibly. It
-is a smoke test of the pipeline, not a result: the claims are decided by ``pytest -m
-validation``.
+the strongest (1.0). The encoder is one wide linear convolution over one-hot bases (``conv``:
+its model class holds the generator's own site and codon scores) and the structured models
+decode the gene grammar (the default ``--structure gene``), so within 96 optimisation steps
+(12 batches of 4, 8 epochs) the CRF models place exon edges exactly and the four models
+differ visibly. It is a smoke test of the pipeline, not a result: the claims are decided by
+``pytest -m validation``.
 
     python -m semicrf.demo [--data-dir data/demo] [--output-dir results/demo]
 """
@@ -20,7 +22,7 @@ from semicrf.cli import main as cli_main
 GROUND_TRUTH = Path(__file__).with_name("demo_truth.json")
 GENERATE_ARGS = ("--num-train", "48", "--num-val", "8", "--num-test", "16",
                  "--seq-length", "2000", "--seed", "42", "--config", str(GROUND_TRUTH))
-RUN_ARGS = ("--encoder", "mamba_stub", "--features", "kmer", "--max-duration", "100",
+RUN_ARGS = ("--encoder", "conv", "--features", "onehot", "--max-duration", "100",
             "--hidden-dim", "32", "--num-layers", "1", "--batch-size", "4", "--epochs", "8",
             "--lr", "0.01", "--device", "cpu", "--log-every", "2", "--overwrite")
 
