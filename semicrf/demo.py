@@ -6,8 +6,9 @@ the strongest (1.0). The encoder is one wide linear convolution over one-hot bas
 its model class holds the generator's own site and codon scores) and the structured models
 decode the gene grammar (the default ``--structure gene``), so within 96 optimisation steps
 (12 batches of 4, 8 epochs) the CRF models place exon edges exactly and the four models
-differ visibly. It is a smoke test of the pipeline, not a result: the claims are decided by
-``pytest -m validation``.
+differ visibly; the comparison ends with the Bayes ceiling (``semicrf oracle``: the
+generator's own model decoded exactly). It is a smoke test of the pipeline, not a result: the
+claims are decided by ``pytest -m validation``.
 
     python -m semicrf.demo [--data-dir data/demo] [--output-dir results/demo]
 """
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = (
         ["generate", "--output-dir", args.data_dir, *GENERATE_ARGS],
         ["run", "--data-dir", args.data_dir, "--output-dir", args.output_dir, *RUN_ARGS],
+        # the Bayes ceiling: the generator's own model decoded exactly on the same test split,
+        # shown by compare as the column "oracle"
+        ["oracle", "--data-dir", args.data_dir, "--output", f"{args.output_dir}/oracle.json"],
         ["compare", "--results-dir", args.output_dir],
     )
     for step in steps:
