@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from semicrf.labels import EXON, INTERGENIC, INTRON, UTR3, UTR5
+from semicrf.labels import EXON, INTERGENIC, INTRON, UTR3, UTR5, label_runs
 
 INTERGENIC_STATE = 0
 EXON_STATES = (1, 2, 3)  # frame f = 0, 1, 2
@@ -242,8 +242,6 @@ class GeneGrammar:
         """(B, T) internal states of output labels (B, T) whose windows start outside genes
         (frames follow from the labels), -100 past each length; None if any window starts
         inside a gene or breaks the grammar (then a model uses the latent loss)."""
-        from semicrf.labels import label_runs  # noqa: PLC0415 - keeps this module light
-
         out = torch.full_like(labels, -100)
         for b in range(labels.shape[0]):
             n = int(lengths[b])

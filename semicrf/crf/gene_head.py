@@ -24,18 +24,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
 from semicrf.crf import api, survival
-from semicrf.crf.head import DECODERS, SemiCRFHead
+from semicrf.crf.head import SemiCRFHead
 from semicrf.crf.likelihood import label_nll
 from semicrf.crf.scoring import label_runs as run_tensors
 from semicrf.crf.streaming import NEG
 from semicrf.gene_grammar import GeneGrammar
-from semicrf.labels import PAD_LABEL, label_runs, length_mask
 
 # The sensors' window around a boundary at t (the first base of the new run): positions
 # [t - SENSOR_LEFT, t + SENSOR_RIGHT) of the encoder states.
@@ -229,23 +227,13 @@ class GeneHead(SemiCRFHead):
         return runs
 
     @torch.no_grad()
-    def decode(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None,
-               decoder: str = "viterbi") -> tuple[Tensor, list[list[tuple]]]:
-        """Output labels (B, T) (-100 past each length) and output runs per sequence; Viterbi
-        decodes the best internal labelling, so it is always a gene structure the grammar
-        allows; "posterior" takes the output label of highest marginal at each position."""
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-        if decoder == "posterior":
-            best = self.marginals(hidden, lengths, censored).argmax(-1)
-            labels = best.masked_fill(~length_mask(lengths, best.shape[1]), PAD_LABEL)
-            return labels, [label_runs(row) for row in labels.cpu()]
-        segments = [self.grammar.output_runs(runs) for runs in self.decode_states(hidden, lengths, censored)]
-        labels = np.full(hidden.shape[:2], PAD_LABEL, dtype=np.int64)
-        for b, segs in enumerate(segments):
-            spans = np.asarray(segs, dtype=np.int64)
-            labels[b, : spans[-1, 1]] = np.repeat(spans[:, 2], spans[:, 1] - spans[:, 0])
-        return torch.from_numpy(labels).to(hidden.device), segments
+    def viterbi_segments(self, hidden: Tensor, lengths: Tensor,
+                         censored: Tensor | None = None) -> list[list[tuple[int, int, int]]]:
+        """The output runs of the best internal labelling: always a gene structure the grammar
+        allows (``decode`` is inherited; its "posterior" decoder takes the output label of
+        highest marginal at each position and may break the grammar)."""
+        return [self.grammar.output_runs(runs)
+                for runs in self.decode_states(hidden, lengths, censored)]
 
     @torch.no_grad()
     def marginals(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None) -> Tensor:

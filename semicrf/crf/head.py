@@ -183,15 +183,22 @@ class SemiCRFHead(nn.Module):
             best = self.marginals(hidden, lengths, censored).argmax(-1)
             labels = best.masked_fill(~length_mask(lengths, best.shape[1]), PAD_LABEL)
             return labels, [label_runs(row) for row in labels.cpu()]
-        _, segments = api.viterbi(
-            self.scores(hidden), self.transition, self.duration_scores(), lengths, self.start,
-            **self._keywords(lengths, censored),
-        )
+        segments = self.viterbi_segments(hidden, lengths, censored)
         labels = np.full(hidden.shape[:2], PAD_LABEL, dtype=np.int64)
         for b, segs in enumerate(segments):  # one vectorised fill per sequence, not per segment
             spans = np.asarray(segs, dtype=np.int64)
             labels[b, : spans[-1, 1]] = np.repeat(spans[:, 2], spans[:, 1] - spans[:, 0])
         return torch.from_numpy(labels).to(hidden.device), segments
+
+    @torch.no_grad()
+    def viterbi_segments(self, hidden: Tensor, lengths: Tensor,
+                         censored: Tensor | None = None) -> list[list[tuple[int, int, int]]]:
+        """The Viterbi segments (start, end_exclusive, label) of each sequence."""
+        _, segments = api.viterbi(
+            self.scores(hidden), self.transition, self.duration_scores(), lengths, self.start,
+            **self._keywords(lengths, censored),
+        )
+        return segments
 
     @torch.no_grad()
     def marginals(self, hidden: Tensor, lengths: Tensor, censored: Tensor | None = None) -> Tensor:
