@@ -138,6 +138,19 @@ def _adversarial(seed: int, length: int = 48, max_len: int = 9, labels: int = 3,
 WIDE = {"block": 8, "group": 16}
 
 
+def _count_block_repairs(monkeypatch) -> dict:
+    """Count the calls of the log-space block repair (``calls["log"]``) from now on."""
+    calls = {"log": 0}
+    exact = blocked._intra_log
+
+    def counting(*args):
+        calls["log"] += 1
+        return exact(*args)
+
+    monkeypatch.setattr(blocked, "_intra_log", counting)
+    return calls
+
+
 @pytest.mark.parametrize("sizes", [SMALL, WIDE, {}], ids=["small", "wide", "default"])
 @pytest.mark.parametrize("seed", range(5))
 def test_adversarial_inputs_equal_the_reference(seed, sizes):
@@ -148,14 +161,7 @@ def test_adversarial_inputs_run_the_block_repair(monkeypatch):
     """Emissions of magnitude 300 push blocks out of the linear range: they are recomputed
     in log space, and the result is still exact."""
     case = _adversarial(2, magnitude=300.0)
-    calls = {"log": 0}
-    exact = blocked._intra_log
-
-    def counting(*args):
-        calls["log"] += 1
-        return exact(*args)
-
-    monkeypatch.setattr(blocked, "_intra_log", counting)
+    calls = _count_block_repairs(monkeypatch)
     _check(case, WIDE)
     assert calls["log"] > 0
 
@@ -342,14 +348,7 @@ def test_per_position_transitions_equal_the_reference(shape, seed, semantics):
 def test_per_position_adversarial_runs_the_block_repair(seed, monkeypatch):
     """Large emissions and per-position transitions: the log-space block repair reads the
     per-position rows too, and the result is still exact."""
-    calls = {"log": 0}
-    exact = blocked._intra_log
-
-    def counting(*args):
-        calls["log"] += 1
-        return exact(*args)
-
-    monkeypatch.setattr(blocked, "_intra_log", counting)
+    calls = _count_block_repairs(monkeypatch)
     case = _per_position(_adversarial(seed, magnitude=300.0), seed)
     _check(case, WIDE, runs=_runs(case, seed, "random"))
     assert calls["log"] > 0
