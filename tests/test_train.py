@@ -155,10 +155,12 @@ def test_missing_data_dir(tmp_path):
         run_benchmark(_run_config(tmp_path / "nope", tmp_path / "out"))
 
 
-def test_selection_ties_go_to_the_lower_validation_loss(tiny_data, tmp_path, monkeypatch):
+def test_selection_is_the_lowest_validation_loss(tiny_data, tmp_path, monkeypatch):
     import semicrf.train as train_module
 
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"boundary_f1": 0.0})
+    # a validation F1 that rises every epoch must not move the selection off the lowest loss
+    scores = iter([0.1, 0.2, 0.3, 0.4])
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"boundary_f1": next(scores)})
     train, val = load_split(tiny_data, "train"), load_split(tiny_data, "val")
     cfg = _train_config("softmax", max_duration=8, hidden_dim=4, lr=3e-2, epochs=4)
     result = train_model(cfg, train, val, tmp_path)
