@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from semicrf.data import generate_dataset
+from semicrf.data import generate_dataset, load_split
 from semicrf.data.config import GeneratorConfig
 from semicrf.data.durations import true_duration_cdf, true_duration_pmf
 from semicrf.data.generate import generate_sequence, sequence_rng
@@ -232,6 +232,26 @@ def test_ceiling_rows_are_cached_beside_the_data(tmp_path):
         assert rows[kind]["boundary_f1"] == cached["boundary_f1"]
         assert set(rows[kind]["duration_kl_log"]) == {"intergenic", "exon", "intron"}
     assert ceiling_rows(data, 100) == rows
+    # the labels are cached beside the metrics and give the same boundary F1
+    from semicrf.metrics import evaluate
+    from semicrf.pipeline import load_predictions
+    from semicrf.validation.oracle import ceiling_paths
+
+    labels = load_predictions(ceiling_paths(data, "true")[1])
+    true = [r.labels for r in load_split(data, "test")]
+    assert evaluate(labels, true, 3, 100)["boundary_f1"] == rows["true"]["boundary_f1"]
+
+
+def test_limit_curve_of_the_sharp_ground_truth(tmp_path):
+    from semicrf.validation.oracle import SHARP_DURATIONS, limit_curve
+
+    rows = limit_curve(SHARP_DURATIONS, [1.0, 0.5], 2, 1500, tmp_path, max_duration=100)
+    assert [r["signal"] for r in rows] == [1.0, 0.5]
+    for r in rows:
+        assert 0.0 <= r["geometric"]["boundary_f1"] <= 1.0 and 0.0 <= r["true"]["boundary_f1"] <= 1.0
+        assert r["true"]["oracle"]["durations"] == "true"
+    assert (tmp_path / "signal1" / "oracle_true_viterbi.npz").is_file()
+    assert limit_curve(SHARP_DURATIONS, [1.0], 2, 1500, tmp_path, max_duration=100)[0] == rows[0]
 
 
 def test_report_ceiling_section_lists_both_duration_models():

@@ -17,6 +17,7 @@ from semicrf.data import GeneratorConfig
 from semicrf.metrics import (
     boundary_match_counts,
     evaluate,
+    f1_from_counts,
     log_length_edges,
     per_sequence_length_histograms,
     per_sequence_log_histograms,
@@ -51,7 +52,8 @@ def test_tiny_experiment_claims_and_report(tiny_run):
     # both decoders for every model, the ablated semicrf (Viterbi) and the probes
     assert set(result.decoded) == {"viterbi", "posterior"}
     assert set(result.decoded["posterior"]) == set(v.MODEL_NAMES)
-    assert set(result.predictions) == {*v.MODEL_NAMES, v.ABLATED_MODEL}
+    assert set(result.predictions) == {*v.MODEL_NAMES, v.ABLATED_MODEL, *v.ORACLE_UNITS}
+    assert all(len(p) == TINY.seq_length for p in result.predictions["oracle_true"])
     for probe in (result.probe, result.shifted_probe):
         post = np.asarray(probe["posterior_durations"])
         assert post.shape == (TINY.num_test, TINY.max_duration, 3)
@@ -68,6 +70,20 @@ def test_tiny_experiment_claims_and_report(tiny_run):
         assert by_id[f"stable_{model}"].passed is False
         assert by_id[f"stable_{model}"].estimate == pytest.approx(1.0)
     assert by_id["triton_matches_reference"].passed is None
+    # competence and the limit gain are decided on the oracle's labels of the same windows
+    counts = {m: boundary_match_counts(result.predictions[m], result.true_labels, 3)
+              for m in ("semicrf", "linear", "oracle_true", "oracle_geometric")}
+    for m in v.COMPETENCE_MODELS:
+        claim = by_id[f"competence_{m}"]
+        top = f1_from_counts(counts["oracle_true"])
+        if top > 0:
+            assert claim.estimate == pytest.approx(f1_from_counts(counts[m]) / top, abs=1e-12)
+            assert claim.passed is (claim.estimate >= v.COMPETENCE_FRACTION)
+    gain = by_id["learned_gain_vs_limit_gain"]
+    want = (f1_from_counts(counts["semicrf"]) - f1_from_counts(counts["linear"])
+            - f1_from_counts(counts["oracle_true"]) + f1_from_counts(counts["oracle_geometric"]))
+    assert gain.estimate == pytest.approx(want, abs=1e-12)
+    assert gain.passed is (gain.ci_low <= 0.0 <= gain.ci_high)
     # The full-sample estimate of a KL claim equals evaluate()'s duration_kl.
     kl = result.payload["models"]["semicrf"]["metrics"]["duration_kl_log"]["exon"]
     assert by_id["duration_kl_exon_absolute"].estimate == pytest.approx(kl, abs=1e-12)
@@ -226,6 +242,25 @@ def test_boundary_claim_known_answers():
     assert worse.passed is False and worse.ci_high < 0
 
 
+def test_competence_and_limit_gain_claims_known_answers():
+    # per-sequence (matched, n_pred, n_true): F1 1.0, 8/9 and 2/3
+    perfect, good, poor = (np.tile(row, (20, 1)) for row in ([10, 10, 10], [8, 8, 10], [5, 5, 10]))
+    ok = v.competence_claim("semicrf", good, perfect, n_boot=50)
+    assert ok.estimate == pytest.approx(8 / 9) and ok.passed is True
+    assert v.competence_claim("linear", poor, perfect, n_boot=50).passed is False
+    assert v.competence_claim("linear", poor, None, n_boot=50).passed is None
+    # the learned gain equals the limit gain: consistent; twice the limit gain: not
+    same = v.limit_gain_claim({"semicrf": good, "linear": poor, "oracle_true": good,
+                               "oracle_geometric": poor}, n_boot=50)
+    assert same.estimate == pytest.approx(0.0) and same.passed is True
+    apart = v.limit_gain_claim({"semicrf": perfect, "linear": poor, "oracle_true": good,
+                                "oracle_geometric": poor}, n_boot=50)
+    assert apart.estimate == pytest.approx(1 / 9) and apart.passed is False
+    assert apart.details["limit_gain"]["estimate"] == pytest.approx(8 / 9 - 2 / 3)
+    missing = v.limit_gain_claim({"semicrf": good, "linear": poor}, n_boot=50)
+    assert missing.passed is None
+
+
 def test_duration_histograms_reproduce_evaluate():
     rng = np.random.default_rng(5)
     true, pred = _labels(rng), _labels(rng)
@@ -365,13 +400,13 @@ def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
     root, experiment, result = tiny_run
     from semicrf.validation.sweep import SWEEP_MODELS, signal_sweep
 
-    sweep = signal_sweep(TINY, [0.5, 0.3], root, n_boot=50)
+    sweep = signal_sweep(TINY, [0.5, 0.3], root, n_boot=50, sharp_windows=0)
     first, second = sweep["rows"]
     assert first["results_dir"] == str(result.root)  # signal 0.5 is the main experiment
     assert second["results_dir"] != str(result.root)
     assert set(load_results(second["results_dir"] + "/run")["models"]) == set(SWEEP_MODELS)
     for row in sweep["rows"]:
-        for b in ("semicrf_uniform", "linear"):
+        for b in ("linear",):
             gain = row[f"boundary_f1_gain_vs_{b}"]
             expected = row["semicrf"]["boundary_f1"] - row[b]["boundary_f1"]
             assert gain["estimate"] == pytest.approx(expected)
@@ -384,8 +419,13 @@ def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
             assert kl["estimate"] == pytest.approx(
                 row[b]["duration_kl_log"]["exon"] - row["semicrf"]["duration_kl_log"]["exon"], abs=1e-9)
         assert row["ablation_boundary_f1_drop"]["ci_low"] <= row["ablation_boundary_f1_drop"]["ci_high"]
+        limit = row["learned_vs_limit_gain"]["details"]["limit_gain"]["estimate"]
+        oracle = row["oracle"]
+        assert limit == pytest.approx(oracle["true"]["boundary_f1"] - oracle["geometric"]["boundary_f1"])
+    assert not sweep["sharp_limit"]
     text = (root / "signal_sweep_tiny.md").read_text()
     assert "| 0.5 |" in text and "| 0.3 |" in text and "within 10 bp" in text
+    assert "learned - limit" in text
     assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][1]["signal"] == 0.3
     assert (root / "signal_sweep_tiny.png").stat().st_size > 1000
 

@@ -17,6 +17,8 @@ from semicrf.validation.claims import (
     BASELINES,
     BOOT_SEED,
     CLAIM_DECODER,
+    COMPETENCE_FRACTION,
+    COMPETENCE_MODELS,
     DURATION_CLASSES,
     KL_INTERVAL,
     KL_THRESHOLDS,
@@ -30,18 +32,21 @@ from semicrf.validation.claims import (
     absolute_kl_claim,
     boundary_claim,
     claim_ids,
+    competence_claim,
     decide_claims,
     decoded_claim_ids,
     decoded_claims,
     discrete_median,
     duration_comparison_claim,
     learned_table_claim,
+    limit_gain_claim,
     posterior_median_claim,
     stability_claim,
     triton_claim,
 )
 from semicrf.validation.experiment import (
     ABLATED_MODEL,
+    ORACLE_UNITS,
     SCALES,
     SHIFTED_MODEL,
     Experiment,
@@ -59,7 +64,8 @@ from semicrf.validation.experiment import (
 from semicrf.validation.report import write_report
 
 __all__ = [
-    "ABLATED_MODEL", "ALPHA", "BASELINES", "BOOT_SEED", "CLAIM_DECODER",
+    "ABLATED_MODEL", "ALPHA", "BASELINES", "BOOT_SEED", "CLAIM_DECODER", "COMPETENCE_FRACTION",
+    "COMPETENCE_MODELS", "ORACLE_UNITS", "competence_claim", "limit_gain_claim",
     "DURATION_CLASSES", "KL_INTERVAL", "KL_THRESHOLDS", "LEARNED_KL_GEOMETRIC_FRACTION",
     "LEARNED_KL_THRESHOLD",
     "MEDIAN_REL_TOLERANCE", "MODEL_NAMES", "N_BOOT", "SCALES", "SHIFTED_MODEL",

@@ -67,6 +67,10 @@ LEARNED_KL_GEOMETRIC_FRACTION = 0.5
 #: The learned exon median (posterior run lengths on the test set) must lie within this
 #: relative distance of the true median.
 MEDIAN_REL_TOLERANCE = 0.25
+#: Competence: the exact boundary F1 of each of these models must reach this fraction of the
+#: Bayes ceiling (the oracle's Viterbi with true durations on the same test windows).
+COMPETENCE_FRACTION = 0.8
+COMPETENCE_MODELS: tuple[str, ...] = ("semicrf", "linear")
 #: Triton vs reference: optimiser steps compared and their relative tolerance on the loss.
 TRITON_STEPS = 8
 TRITON_RTOL = 1e-4
@@ -119,7 +123,9 @@ class Claim:
 def claim_ids(shifted: bool = True) -> list[str]:
     """Every claim id :func:`decide_claims` produces, in report order."""
     ids = decoded_claim_ids()
-    ids += ["ablation_boundary_f1_drop", "learned_exon_kl", "learned_exon_median"]
+    ids += ["ablation_boundary_f1_drop"]
+    ids += [f"competence_{m}" for m in COMPETENCE_MODELS] + ["learned_gain_vs_limit_gain"]
+    ids += ["learned_exon_kl", "learned_exon_median"]
     if shifted:
         ids += ["shifted_learned_exon_median"]
     ids += [f"stable_{m}" for m in MODEL_NAMES] + ([f"stable_{SHIFTED_MODEL}"] if shifted else [])
@@ -259,6 +265,60 @@ def ablation_claim(counts_semicrf: np.ndarray, counts_ablated: np.ndarray, *,
                                 "by the uniform one", note="same encoder, emissions, transitions, start")
 
 
+def _ceiling_ratio(model: np.ndarray, oracle: np.ndarray) -> float:
+    top = f1_from_counts(oracle)
+    return f1_from_counts(model) / top if top > 0 else math.nan
+
+
+def competence_claim(model: str, counts_model: np.ndarray | None, counts_oracle: np.ndarray | None,
+                     *, n_boot: int = N_BOOT, seed: int = BOOT_SEED, alpha: float = ALPHA) -> Claim:
+    """Exact boundary F1 of ``model`` / that of the Bayes oracle (true durations) on the same
+    test windows, percentile bootstrap over sequences; pass iff the estimate is at least
+    :data:`COMPETENCE_FRACTION`. Not run (``None`` counts) without the oracle's labels."""
+    base = dict(id=f"competence_{model}", title=f"{model} is competent: near the Bayes ceiling",
+                statistic=f"boundary F1({model}) / boundary F1(oracle, true durations)",
+                threshold=COMPETENCE_FRACTION, rule="estimate >= threshold")
+    if counts_model is None or counts_oracle is None:
+        return Claim(**base, estimate=None, ci_low=None, ci_high=None, passed=None,
+                     note="the oracle's test labels are missing")
+    res = bootstrap(_ceiling_ratio, counts_model, counts_oracle, n_boot=n_boot, seed=seed,
+                    alpha=alpha)
+    return Claim(**base, estimate=res["estimate"], ci_low=res["ci_low"], ci_high=res["ci_high"],
+                 passed=bool(res["estimate"] >= COMPETENCE_FRACTION),
+                 note=f"model {f1_from_counts(counts_model):.3f}, ceiling "
+                      f"{f1_from_counts(counts_oracle):.3f}",
+                 details={model: f1_from_counts(counts_model),
+                          "ceiling": f1_from_counts(counts_oracle), "n_boot": n_boot})
+
+
+def limit_gain_claim(counts: Mapping[str, np.ndarray | None], *, n_boot: int = N_BOOT,
+                     seed: int = BOOT_SEED, alpha: float = ALPHA) -> Claim:
+    """The learned duration gain read against the limit gain on the same windows: (F1 semicrf
+    - F1 linear) - (F1 oracle_true - F1 oracle_geometric), paired percentile bootstrap over
+    sequences; "consistent" (pass) iff the interval contains 0. ``counts`` maps those four
+    names to boundary count rows (``None``: not run)."""
+    names = ("semicrf", "linear", "oracle_true", "oracle_geometric")
+    base = dict(id="learned_gain_vs_limit_gain",
+                title="the learned duration gain is consistent with the limit gain",
+                statistic="(F1 semicrf - F1 linear) - (F1 oracle true - F1 oracle geometric)",
+                threshold=0.0, rule="ci_low <= 0 <= ci_high")
+    if any(counts.get(n) is None for n in names):
+        return Claim(**base, estimate=None, ci_low=None, ci_high=None, passed=None,
+                     note="the oracle's test labels are missing")
+    rows = [counts[n] for n in names]
+    opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
+    gap = bootstrap(lambda s, li, t, g: (f1_from_counts(s) - f1_from_counts(li))
+                    - (f1_from_counts(t) - f1_from_counts(g)), *rows, **opts)
+    learned = bootstrap(lambda s, li: f1_from_counts(s) - f1_from_counts(li), *rows[:2], **opts)
+    limit = bootstrap(lambda t, g: f1_from_counts(t) - f1_from_counts(g), *rows[2:], **opts)
+    return Claim(**base, estimate=gap["estimate"], ci_low=gap["ci_low"], ci_high=gap["ci_high"],
+                 passed=bool(gap["ci_low"] <= 0.0 <= gap["ci_high"]),
+                 note=f"learned gain {learned['estimate']:.4f} [{learned['ci_low']:.4f}, "
+                      f"{learned['ci_high']:.4f}], limit gain {limit['estimate']:.4f} "
+                      f"[{limit['ci_low']:.4f}, {limit['ci_high']:.4f}]",
+                 details={"learned_gain": learned, "limit_gain": limit, "n_boot": n_boot})
+
+
 def stability_claim(model: str, entry: Mapping[str, Any]) -> Claim:
     """Every train/validation/test loss finite and the final validation loss below the first."""
     history = entry.get("history") or []
@@ -367,6 +427,11 @@ def decide_claims(result: ExperimentResult, *, n_boot: int = N_BOOT, seed: int =
     claims.append(ablation_claim(boundary_match_counts(viterbi["semicrf"], true, NUM_CLASSES),
                                  boundary_match_counts(viterbi[ABLATED_MODEL], true, NUM_CLASSES),
                                  **opts))
+    counts = {name: boundary_match_counts(viterbi[name], true, NUM_CLASSES) if name in viterbi
+              else None for name in (*COMPETENCE_MODELS, "oracle_true", "oracle_geometric")}
+    claims += [competence_claim(m, counts[m], counts["oracle_true"], **opts)
+               for m in COMPETENCE_MODELS]
+    claims.append(limit_gain_claim(counts, **opts))
     truth = true_pmf_table(GeneratorConfig.from_dict(result.experiment.generator), NUM_CLASSES, k)
     learned = np.asarray(result.payload["models"]["semicrf"]["learned_duration"]["pmf"])
     claims.append(learned_table_claim(learned, truth))

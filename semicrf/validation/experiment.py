@@ -9,9 +9,11 @@ One experiment per scale and ground truth:
    it (does the learned duration model follow the ground truth?),
 4. probe each trained ``semicrf`` on its test split (:func:`probe_semicrf`): its posterior
    run lengths (the tilt-free view of its length model on data) and its Viterbi labels
-   with the duration model replaced by the uniform one (the causal ablation).
+   with the duration model replaced by the uniform one (the causal ablation),
+5. decode the test split with the Bayes oracle (the generator's own model, true and
+   geometric durations: :mod:`semicrf.validation.oracle`), the ceiling the claims read.
 
-Steps 2-4 are units of one model each (:class:`Task`), run by :func:`run_experiments` in
+Steps 2-5 are units of one model each (:class:`Task`), run by :func:`run_experiments` in
 ``workers`` processes side by side (one torch thread each at the cpu scale: 2 on these 2
 cores); the units of several experiments (the signal sweep's) share the processes. They are
 cached on disk under ``<results_root>/<scale>-<hash>/``, the hash covering everything that
@@ -48,6 +50,7 @@ from semicrf.models import MODEL_NAMES, SegmentationModel
 from semicrf.pipeline import RunConfig, load_predictions, run_benchmark, save_predictions, torch_threads
 from semicrf.report import load_results, to_jsonable
 from semicrf.train import ProgressFactory, TrainConfig, load_checkpoint, make_loader, no_progress
+from semicrf.validation.oracle import ceiling_metrics, ceiling_paths
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,12 @@ PROBE_FILENAME = "probe.json"  # written last: the probe finished
 PROBE_DURATIONS = "probe_durations.npz"
 #: Processes that train models side by side (each with the scale's torch threads).
 DEFAULT_WORKERS = 2
-#: The units' order of start: the longest first (measured in run 4: linear ~17 min with its
-#: evaluation, semicrf ~14 min with its probe, softmax ~5 min), so the processes end together.
-TASK_ORDER: tuple[str, ...] = ("linear", "semicrf", SHIFTED_MODEL, "semicrf_uniform", "softmax")
+#: The Bayes ceiling's units (:mod:`semicrf.validation.oracle`): the generator's model decoded
+#: exactly on the test split, with its true and with geometric durations.
+ORACLE_UNITS: dict[str, str] = {"oracle_true": "true", "oracle_geometric": "geometric"}
+#: The units' order of start: the longest first, so the processes end together.
+TASK_ORDER: tuple[str, ...] = ("linear", "semicrf", SHIFTED_MODEL, "semicrf_uniform",
+                               "oracle_true", "oracle_geometric", "softmax")
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ class ExperimentResult:
     root: Path
     payload: dict[str, Any]  # metrics.json of the four-model run
     #: decoder -> model -> decoded test labels per sequence; "viterbi" also holds
-    #: :data:`ABLATED_MODEL`
+    #: :data:`ABLATED_MODEL` and the keys of :data:`ORACLE_UNITS` (the Bayes ceiling)
     decoded: dict[str, dict[str, list[np.ndarray]]]
     true_labels: list[np.ndarray]
     shifted_payload: dict[str, Any] | None
@@ -316,11 +322,14 @@ def _add_time(root: Path, phase: str, seconds: float) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Task:
     """One unit of an experiment: train and evaluate one model (``run.models`` holds it) into
-    ``run.output_dir``, then probe it if it is a semicrf (:func:`probe_semicrf`)."""
+    ``run.output_dir``, then probe it if it is a semicrf (:func:`probe_semicrf`); or, when
+    ``oracle`` names a duration model, decode ``run.data_dir``'s test split with the Bayes
+    oracle (:func:`semicrf.validation.oracle.ceiling_metrics`)."""
 
-    name: str  # a model name, or SHIFTED_MODEL
+    name: str  # a model name, SHIFTED_MODEL or a key of ORACLE_UNITS
     run: RunConfig
     probe: bool
+    oracle: str | None = None
 
     @property
     def rank(self) -> int:
@@ -330,6 +339,10 @@ class Task:
 def run_task(task: Task, progress: ProgressFactory = no_progress) -> float:
     """Run one :class:`Task` (resuming from its checkpoints); returns its wall time in s."""
     started = time.perf_counter()
+    if task.oracle is not None:
+        with torch_threads(task.run.num_threads()):
+            ceiling_metrics(task.run.data_dir, task.oracle, task.run.max_duration)
+        return time.perf_counter() - started
     run_benchmark(task.run, progress=progress)
     if task.probe:
         probe_semicrf(Path(task.run.output_dir), Path(task.run.data_dir), task.run.num_threads(),
@@ -346,10 +359,12 @@ def experiment_tasks(experiment: Experiment, root: Path) -> list[Task]:
         shifted = root / "shifted"
         tasks.append(Task(SHIFTED_MODEL, run_config(scale, shifted / "data", shifted / "run",
                                                     ("semicrf",)), True))
+    tasks += [Task(name, run_config(scale, root / "data", root / "run"), False, durations)
+              for name, durations in ORACLE_UNITS.items()]
     return tasks
 
 
-def _execute(tasks: Sequence[Task], workers: int, progress: ProgressFactory) -> list[float]:
+def execute_tasks(tasks: Sequence[Task], workers: int, progress: ProgressFactory) -> list[float]:
     """Run ``tasks`` in ``workers`` fresh (spawned) processes, or in this one if ``workers``
     is 1; returns the wall time of each. A failure cancels the units not yet started (the
     running ones finish and keep their results for a resumed run) and is raised."""
@@ -407,7 +422,7 @@ def run_experiments(
     if any(e.scale.run.resolve_device().type != "cpu" for e, _, _ in todo):
         workers = 1  # one accelerator: one process
     started = time.perf_counter()
-    seconds = _execute([t for _, t in tasks], workers, progress)
+    seconds = execute_tasks([t for _, t in tasks], workers, progress)
     elapsed = time.perf_counter() - started
     for i, (experiment, root, code) in enumerate(todo):
         own = {t.name: s for (j, t), s in zip(tasks, seconds) if j == i}
@@ -451,6 +466,10 @@ def load_experiment(experiment: Experiment, root: Path, *, from_cache: bool) -> 
     decoded = {d: {m: load_predictions(folder / (f"{m}.npz" if d == primary else f"{m}.{d}.npz"))
                    for m in experiment.models} for d in DECODERS}
     probe: dict[str, Any] = {}
+    for name, durations in ORACLE_UNITS.items():  # the Bayes ceiling's labels (absent before run 6)
+        labels = ceiling_paths(root / "data", durations)[1]
+        if labels.is_file():
+            decoded["viterbi"][name] = load_predictions(labels)
     if "semicrf" in experiment.models:
         decoded["viterbi"][ABLATED_MODEL] = load_predictions(folder / f"{ABLATED_MODEL}.npz")
         probe = load_probe(root / "run")

@@ -345,12 +345,15 @@ def decode_split(data_dir: str, split: str = "test", durations: str = "true",
 
 def evaluate_split(data_dir: str, split: str = "test", durations: str = "true",
                    decoder: str = "viterbi", max_duration: int = 1000,
-                   output: str | None = None, progress: Callable[[int], object] | None = None
-                   ) -> dict[str, object]:
+                   output: str | None = None, progress: Callable[[int], object] | None = None,
+                   predictions: str | None = None) -> dict[str, object]:
     """The :func:`semicrf.metrics.evaluate` dict of the oracle's labels on a generated split,
-    with ``oracle`` (settings) and ``timing`` added; written as JSON to ``output`` if given."""
+    with ``oracle`` (settings) and ``timing`` added; written as JSON to ``output`` and the
+    labels to ``predictions`` (the models' ``.npz`` format) if given (labels first: a JSON
+    on disk means both are complete)."""
     from semicrf.atomic_io import write_json  # noqa: PLC0415
     from semicrf.metrics import evaluate  # noqa: PLC0415
+    from semicrf.pipeline import save_predictions  # noqa: PLC0415
 
     began = time.perf_counter()
     pred, true, settings = decode_split(data_dir, split, durations, decoder, progress)
@@ -360,6 +363,8 @@ def evaluate_split(data_dir: str, split: str = "test", durations: str = "true",
     result["timing"] = {"decode_seconds": seconds,
                         "seconds_per_sequence": seconds / max(len(pred), 1),
                         "threads": torch.get_num_threads()}
+    if predictions is not None:
+        save_predictions(Path(predictions), pred)
     if output is not None:
         write_json(output, result)
     return result
@@ -369,21 +374,61 @@ def evaluate_split(data_dir: str, split: str = "test", durations: str = "true",
 CEILING_DURATIONS: tuple[str, ...] = ("true", "geometric")
 
 
+def ceiling_paths(data_dir: str | Path, durations: str) -> tuple[Path, Path]:
+    """(metrics JSON, predicted labels .npz) of the oracle's Viterbi on the test split of
+    ``data_dir``, cached beside the data."""
+    stem = Path(data_dir) / f"oracle_{durations}_viterbi"
+    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+
+
+def ceiling_metrics(data_dir: str | Path, durations: str, max_duration: int) -> dict[str, Any]:
+    """The oracle's Viterbi metrics on the test split of ``data_dir`` (computed and cached by
+    :func:`ceiling_paths` unless cached)."""
+    from semicrf.atomic_io import read_json  # noqa: PLC0415
+
+    metrics_path, labels_path = ceiling_paths(data_dir, durations)
+    if metrics_path.is_file() and labels_path.is_file():
+        return read_json(metrics_path, str(metrics_path))
+    return evaluate_split(str(data_dir), "test", durations, "viterbi", max_duration,
+                          str(metrics_path), predictions=str(labels_path))
+
+
 def ceiling_rows(data_dir: str | Path, max_duration: int, near: int = 10) -> dict[str, Any]:
     """The Bayes ceiling on the test split of ``data_dir``: per duration model in
     :data:`CEILING_DURATIONS` the oracle's Viterbi boundary F1 (exact and within ``near``
-    bp), segment F1, ``duration_kl_log`` and seconds per window (cached beside the data as
-    ``oracle_{durations}_viterbi.json``)."""
-    from semicrf.atomic_io import read_json  # noqa: PLC0415
-
+    bp), segment F1, ``duration_kl_log`` and seconds per window (:func:`ceiling_metrics`)."""
     out = {}
     for kind in CEILING_DURATIONS:
-        path = Path(data_dir) / f"oracle_{kind}_viterbi.json"
-        if path.is_file():
-            metrics = read_json(path, str(path))
-        else:
-            metrics = evaluate_split(str(data_dir), "test", kind, "viterbi", max_duration, str(path))
+        metrics = ceiling_metrics(data_dir, kind, max_duration)
         out[kind] = {key: metrics[key] for key in ("boundary_f1", f"boundary_f1_tol{near}",
                                                    "segment_f1", "duration_kl_log")}
         out[kind]["seconds_per_sequence"] = metrics["timing"]["seconds_per_sequence"]
     return out
+
+
+#: The sharper-duration ground truth of the limit curve's second panel (docs/validation.md):
+#: exons of log-scale sigma 0.2 and a narrow unimodal intron of median 65 bp.
+SHARP_DURATIONS: dict[str, Any] = {
+    "durations": {"exon": {"sigma": 0.2}, "intron": {"median": 65.0, "sigma": 0.15, "min": 40}}}
+
+
+def limit_curve(overrides: dict[str, Any], signals: Sequence[float], num_test: int,
+                seq_length: int, cache_dir: str | Path, seed: int = 42,
+                max_duration: int = 1000) -> list[dict[str, Any]]:
+    """The Bayes ceiling of a ground truth (the generator defaults with ``overrides``, or a
+    complete generator config) per signal: ``num_test`` generated test windows of
+    ``seq_length`` (data ``seed``) decoded with true and geometric durations; per signal
+    ``{"signal", "true": metrics, "geometric": metrics}`` (:func:`evaluate_split` dicts,
+    cached under ``cache_dir``)."""
+    from semicrf.data import generate_dataset  # noqa: PLC0415
+
+    rows = []
+    for signal in signals:
+        data = Path(cache_dir) / f"signal{float(signal):g}"
+        if not (data / "meta.json").is_file():
+            generate_dataset(data, num_train=1, num_val=1, num_test=num_test,
+                             seq_length=seq_length, seed=seed, config=overrides, signal=signal)
+        rows.append({"signal": float(signal),
+                     **{kind: ceiling_metrics(data, kind, max_duration)
+                        for kind in CEILING_DURATIONS}})
+    return rows

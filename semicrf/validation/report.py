@@ -19,6 +19,7 @@ from semicrf.report import write_metrics_json
 from semicrf.validation.claims import (
     ALPHA,
     CLAIM_DECODER,
+    COMPETENCE_FRACTION,
     KL_INTERVAL,
     KL_THRESHOLDS,
     LEARNED_KL_THRESHOLD,
@@ -109,6 +110,7 @@ def write_report(
             "kl_absolute": KL_THRESHOLDS, "spec_expected_kl": SPEC_EXPECTED_KL,
             "learned_kl": LEARNED_KL_THRESHOLD, "median_rel_tolerance": MEDIAN_REL_TOLERANCE,
             "triton_rtol": TRITON_RTOL, "alpha": ALPHA, "kl_interval": KL_INTERVAL,
+            "competence_fraction": COMPETENCE_FRACTION,
             "claim_decoder": CLAIM_DECODER,
         },
         "claims": [asdict(c) | {"verdict": c.verdict} for c in claims],
