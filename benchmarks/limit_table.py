@@ -18,15 +18,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from semicrf.data import generate_dataset
-from semicrf.validation.oracle import evaluate_split
+from semicrf.validation.oracle import SHARP_DURATIONS, limit_curve
 
-TRUTHS = {
-    "default": {},
-    "sharp": {"durations": {"exon": {"sigma": 0.2},
-                            "intron": {"median": 65.0, "sigma": 0.15, "min": 40}}},
-}
-KINDS = ("true", "geometric")
+TRUTHS = {"default": {}, "sharp": SHARP_DURATIONS}
 
 
 def main() -> None:
@@ -43,15 +37,12 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for truth, overrides in TRUTHS.items():
-            for signal in args.signals:
-                data = generate_dataset(Path(tmp) / f"{truth}_{signal}", num_train=1, num_val=1,
-                                        num_test=args.num_test, seq_length=args.seq_length,
-                                        seed=42, config=overrides, signal=signal)
-                res = {kind: evaluate_split(str(data), "test", kind) for kind in KINDS}
-                t, g = res["true"], res["geometric"]
+            for row in limit_curve(overrides, args.signals, args.num_test, args.seq_length,
+                                   Path(tmp) / truth):
+                t, g = row["true"], row["geometric"]
                 lines.append(
-                    f"| {truth} | {signal} | {t['boundary_f1']:.3f} | {g['boundary_f1']:.3f} | "
-                    f"{t['boundary_f1'] - g['boundary_f1']:+.3f} | "
+                    f"| {truth} | {row['signal']:g} | {t['boundary_f1']:.3f} | "
+                    f"{g['boundary_f1']:.3f} | {t['boundary_f1'] - g['boundary_f1']:+.3f} | "
                     f"{t['boundary_f1_tol2']:.3f} | {g['boundary_f1_tol2']:.3f} | "
                     f"{t['segment_f1']:.3f} | {g['segment_f1']:.3f} | "
                     f"{t['timing']['seconds_per_sequence']:.2f} | "

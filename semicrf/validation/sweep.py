@@ -1,19 +1,26 @@
-"""The signal sweep ("money curve"): when do learned durations help?
+"""The signal sweep ("money curve"): when do learned durations help, and how close is it to
+the limit?
 
 One command, ``python -m semicrf.validation.sweep --scale cpu`` (or ``python -m
-semicrf.validation sweep``), trains ``semicrf``, ``semicrf_uniform`` and ``linear`` at each
-generator ``signal`` with the scale's settings (cached like the main experiment; a completed
-main experiment with the same ground truth is reused; the models of all signals run side by
-side in ``--workers`` processes) and writes
-``<results_root>/signal_sweep_<scale>.{json,md,png}``: per signal the gain of semicrf over
-each baseline in boundary F1 (paired percentile bootstrap) and in exon duration KL (the
-claims' ``duration_kl_log``, paired basic bootstrap), 95% CIs, plus the mechanism ablation
-(semicrf decoded with uniform durations). Viterbi labels. Informational: decides no claim.
+semicrf.validation sweep``), trains ``semicrf`` (learned durations) and ``linear`` (the
+geometric baseline) at each generator ``signal`` with the scale's settings (cached like the
+main experiment; a completed main experiment with the same ground truth is reused; the units
+of all signals, the Bayes oracle's among them, run side by side in ``--workers``
+processes) and writes ``<results_root>/signal_sweep_<scale>.{json,md,png}``: per signal
+each model's exact boundary F1 beside the Bayes ceiling (the generator's model decoded
+exactly with true and with geometric durations on the same test windows) and its fraction
+of it; the learned gain (semicrf - linear) beside the limit gain (true - geometric), both
+paired percentile bootstraps, and their difference; the exon duration KL reduction (paired
+basic bootstrap), the boundary-F1 gain within 10 bp and the mechanism ablation (semicrf
+decoded with uniform durations), 95% CIs; and the limit curve of a sharper-duration ground
+truth (:data:`~semicrf.validation.oracle.SHARP_DURATIONS`, oracle only, ``--sharp-windows``
+test windows per signal). Viterbi labels. Informational: decides no claim.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -37,6 +44,7 @@ from semicrf.metrics import (
     log_length_edges,
     per_sequence_log_histograms,
 )
+from semicrf.pipeline import load_predictions
 from semicrf.report import write_metrics_json
 from semicrf.train import ProgressFactory, no_progress, progress_bars
 from semicrf.validation.claims import (
@@ -46,24 +54,30 @@ from semicrf.validation.claims import (
     ablation_claim,
     boundary_claim,
     duration_comparison_claim,
+    limit_gain_claim,
 )
 from semicrf.validation.experiment import (
     ABLATED_MODEL,
     DEFAULT_WORKERS,
     NUM_CLASSES,
+    ORACLE_UNITS,
     SCALES,
     ExperimentResult,
     Scale,
     build_experiment,
     run_experiments,
 )
-from semicrf.validation.oracle import ceiling_rows
+from semicrf.validation.oracle import SHARP_DURATIONS, ceiling_paths, ceiling_rows, limit_curve
 from semicrf.validation.report import _fmt
 
 log = logging.getLogger(__name__)
 
-SWEEP_MODELS: tuple[str, ...] = ("semicrf", "semicrf_uniform", "linear")
-SWEEP_BASELINES: tuple[str, ...] = ("semicrf_uniform", "linear")
+#: The trained models of the sweep: learned durations and the geometric baseline (the
+#: main experiment also has semicrf_uniform and softmax; run 6 dropped them here for time).
+SWEEP_MODELS: tuple[str, ...] = ("semicrf", "linear")
+SWEEP_BASELINES: tuple[str, ...] = ("linear",)
+#: Test windows per signal of the sharper-duration limit curve (oracle only).
+SHARP_WINDOWS = 20
 #: Boundary tolerance (bp) of the second, approximate boundary-F1 gain (reported beside the
 #: exact one: at the cpu scale no model places exon edges exactly).
 NEAR_TOLERANCE = 10
@@ -104,6 +118,10 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
                                                              **opts))
     row["oracle"] = ceiling_rows(result.root / "data", result.experiment.scale.max_duration,
                                  NEAR_TOLERANCE)
+    oracle_counts = {name: boundary_match_counts(
+        load_predictions(ceiling_paths(result.root / "data", durations)[1]), true, NUM_CLASSES)
+        for name, durations in ORACLE_UNITS.items()}
+    row["learned_vs_limit_gain"] = asdict(limit_gain_claim(counts | oracle_counts, **opts))
     ceiling = row["oracle"]["true"]["boundary_f1"]
     row["fraction_of_ceiling"] = {m: row[m]["boundary_f1"] / ceiling if ceiling else None
                                   for m in SWEEP_MODELS}
@@ -112,7 +130,7 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
 
 def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
                  *, overrides: Mapping[str, Any] | None = None, n_boot: int = N_BOOT,
-                 workers: int = DEFAULT_WORKERS,
+                 workers: int = DEFAULT_WORKERS, sharp_windows: int = SHARP_WINDOWS,
                  progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Train the sweep models at each generator ``signal`` (all signals' models side by side
     in ``workers`` processes) and write ``<results_root>/signal_sweep_<scale>.{json,md,png}``;
@@ -137,8 +155,17 @@ def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str
         rows.append(sweep_row(result, float(signal), n_boot=n_boot))
         log.info("signal %.2f: boundary F1 gain vs linear %.4f", signal,
                  rows[-1]["boundary_f1_gain_vs_linear"]["estimate"])
+    sharp = []
+    if sharp_windows > 0:
+        truth = build_experiment(scale, SHARP_DURATIONS).generator
+        for r in limit_curve(truth, signals, sharp_windows, scale.seq_length,
+                             root / f"limit_sharp_{scale.name}", max_duration=scale.max_duration):
+            sharp.append({"signal": r["signal"], **{k: {m: r[k][m] for m in ("boundary_f1", "segment_f1")}
+                                                    for k in ("true", "geometric")}})
     out = {"scale": scale.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine_info(), "n_boot": n_boot, "rows": rows}
+           "machine": machine_info(), "n_boot": n_boot, "rows": rows,
+           "sharp_limit": sharp and {"overrides": SHARP_DURATIONS, "num_test": sharp_windows,
+                                     "rows": sharp}}
     write_metrics_json(root / f"signal_sweep_{scale.name}.json", out)
     write_text(root / f"signal_sweep_{scale.name}.md", sweep_markdown(out))
     plot_sweep(root / f"signal_sweep_{scale.name}.png", out)
@@ -150,96 +177,113 @@ def _ci(d: Mapping[str, Any]) -> str:
 
 
 def sweep_markdown(sweep: Mapping[str, Any]) -> str:
-    """Markdown tables of a signal sweep: the gain of learned over geometric durations."""
+    """Markdown tables of a signal sweep: the trained models beside the Bayes ceiling."""
     lines = [
         f"# Signal sweep ({sweep['scale']} scale, {sweep['date']})",
         "",
-        "Gain of semicrf (learned durations) over each geometric baseline, Viterbi labels, "
-        "95% paired bootstrap over test sequences: boundary F1 difference (percentile) and "
-        "exon duration KL reduction (`duration_kl_log`, basic). Ablation: semicrf minus the same "
-        "trained model decoded with zero duration scores and tail. ![money curve]"
-        f"(signal_sweep_{sweep['scale']}.png)",
+        "Exact boundary F1 (Viterbi labels) of the trained models beside the Bayes ceiling "
+        "(the generator's own model decoded exactly on the same test windows, `semicrf "
+        "oracle`, with true and with geometric durations of the same means) and each model's "
+        "fraction of the true-duration ceiling. Learned gain: semicrf - linear; limit gain: "
+        "true - geometric; their difference: learned - limit (all paired percentile "
+        "bootstraps over test sequences, 95% CIs; an interval containing 0 means the learned "
+        "gain is consistent with the limit gain). Ablation: semicrf minus the same trained "
+        f"model decoded with zero duration scores and tail. ![money curve](signal_sweep_"
+        f"{sweep['scale']}.png)",
         "",
-        "| signal | bF1 semicrf | bF1 uniform | bF1 linear | gain vs uniform | gain vs linear | "
-        "ablation drop | exon KL semicrf | exon KL uniform | exon KL linear | KL reduction vs "
-        "uniform | KL reduction vs linear |",
-        "| ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | --- |",
+        "| signal | ceiling true | ceiling geometric | semicrf | linear | semicrf / ceiling | "
+        "linear / ceiling | learned gain | limit gain | learned - limit | ablation drop |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for r in sweep["rows"]:
-        s, u, li = r["semicrf"], r["semicrf_uniform"], r["linear"]
+        t, g, gain = r["oracle"]["true"], r["oracle"]["geometric"], r["learned_vs_limit_gain"]
         lines.append(
-            f"| {r['signal']:g} | {_fmt(s['boundary_f1'])} | {_fmt(u['boundary_f1'])} | "
-            f"{_fmt(li['boundary_f1'])} | {_ci(r['boundary_f1_gain_vs_semicrf_uniform'])} | "
-            f"{_ci(r['boundary_f1_gain_vs_linear'])} | {_ci(r['ablation_boundary_f1_drop'])} | "
-            f"{_fmt(s['duration_kl_log']['exon'])} | {_fmt(u['duration_kl_log']['exon'])} | "
-            f"{_fmt(li['duration_kl_log']['exon'])} | {_ci(r['exon_kl_reduction_vs_semicrf_uniform'])} | "
-            f"{_ci(r['exon_kl_reduction_vs_linear'])} |")
-    lines += ["", f"Boundary F1 within {NEAR_TOLERANCE} bp (a predicted boundary matches a true "
-              "one at most that far away), the gain of semicrf with the same paired bootstrap:",
-              "", "| signal | semicrf | uniform | linear | gain vs uniform | gain vs linear |",
-              "| ---: | ---: | ---: | ---: | --- | --- |"]
+            f"| {r['signal']:g} | {_fmt(t['boundary_f1'])} | {_fmt(g['boundary_f1'])} | "
+            + " | ".join(_fmt(r[m]["boundary_f1"]) for m in SWEEP_MODELS) + " | "
+            + " | ".join(_fmt(r["fraction_of_ceiling"][m]) for m in SWEEP_MODELS) + " | "
+            f"{_ci(gain['details']['learned_gain'])} | {_ci(gain['details']['limit_gain'])} | "
+            f"{_ci(gain)} | {_ci(r['ablation_boundary_f1_drop'])} |")
+    lines += ["", f"Exon duration KL (`duration_kl_log`) and its reduction by semicrf (paired "
+              f"basic bootstrap); boundary F1 within {NEAR_TOLERANCE} bp and its gain; test NLL "
+              "per position; the posterior decoder's exact boundary F1:", "",
+              "| signal | exon KL semicrf | exon KL linear | KL reduction | "
+              f"bF1 {NEAR_TOLERANCE} bp semicrf | linear | gain | NLL semicrf | NLL linear | "
+              "bF1 posterior semicrf | linear |",
+              "| ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in sweep["rows"]:
-        lines.append(f"| {r['signal']:g} | " + " | ".join(
-            _fmt(r[m]["boundary_f1_near"]) for m in SWEEP_MODELS) + " | "
-            f"{_ci(r['boundary_f1_near_gain_vs_semicrf_uniform'])} | "
-            f"{_ci(r['boundary_f1_near_gain_vs_linear'])} |")
-    lines += ["", "Test NLL per position and the posterior decoder's boundary F1:", "",
-              "| signal | NLL semicrf | NLL uniform | NLL linear | bF1 posterior semicrf | "
-              "bF1 posterior uniform | bF1 posterior linear |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in sweep["rows"]:
-        cells = [_fmt(r[m]["test_loss"], 5) for m in SWEEP_MODELS]
-        cells += [_fmt(r[m]["boundary_f1_posterior"]) for m in SWEEP_MODELS]
-        lines.append(f"| {r['signal']:g} | " + " | ".join(cells) + " |")
-    lines += ["", "The Bayes ceiling (the limit money curve): the generator's own model decoded "
-              "exactly (`semicrf oracle`, Viterbi; docs/validation.md) with true and with "
-              "geometric durations of the same means, and each model's exact boundary F1 as a "
-              "fraction of the true-duration ceiling:", "",
-              f"| signal | bF1 true | bF1 geometric | limit gain | bF1 {NEAR_TOLERANCE} bp true | "
-              "segment F1 true | exon KL true | semicrf / ceiling | uniform / ceiling | "
-              "linear / ceiling | s per window true |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in sweep["rows"]:
-        t, g = r["oracle"]["true"], r["oracle"]["geometric"]
-        cells = [_fmt(t["boundary_f1"]), _fmt(g["boundary_f1"]),
-                 _fmt(t["boundary_f1"] - g["boundary_f1"]),
-                 _fmt(t[f"boundary_f1_tol{NEAR_TOLERANCE}"]), _fmt(t["segment_f1"]),
-                 _fmt(t["duration_kl_log"]["exon"])]
-        cells += [_fmt(r["fraction_of_ceiling"][m]) for m in SWEEP_MODELS]
-        cells.append(_fmt(t["seconds_per_sequence"], 2))
-        lines.append(f"| {r['signal']:g} | " + " | ".join(cells) + " |")
+        s, li = r["semicrf"], r["linear"]
+        lines.append(
+            f"| {r['signal']:g} | {_fmt(s['duration_kl_log']['exon'])} | "
+            f"{_fmt(li['duration_kl_log']['exon'])} | {_ci(r['exon_kl_reduction_vs_linear'])} | "
+            f"{_fmt(s['boundary_f1_near'])} | {_fmt(li['boundary_f1_near'])} | "
+            f"{_ci(r['boundary_f1_near_gain_vs_linear'])} | {_fmt(s['test_loss'], 5)} | "
+            f"{_fmt(li['test_loss'], 5)} | {_fmt(s['boundary_f1_posterior'])} | "
+            f"{_fmt(li['boundary_f1_posterior'])} |")
+    sharp = sweep.get("sharp_limit")
+    if sharp:
+        lines += ["", f"The limit curve of a sharper-duration ground truth (overrides "
+                  f"`{json.dumps(sharp['overrides'])}`; oracle only, {sharp['num_test']} test "
+                  "windows per signal, data seed 42): exact boundary F1 of the Bayes ceiling with "
+                  "true and with geometric durations.", "",
+                  "| signal | true | geometric | limit gain | segment F1 true | geometric |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in sharp["rows"]:
+            t, g = r["true"], r["geometric"]
+            lines.append(f"| {r['signal']:g} | {_fmt(t['boundary_f1'])} | "
+                         f"{_fmt(g['boundary_f1'])} | {_fmt(t['boundary_f1'] - g['boundary_f1'])} | "
+                         f"{_fmt(t['segment_f1'])} | {_fmt(g['segment_f1'])} |")
     return "\n".join(lines) + "\n"
 
 
+def _errorbar(ax: Any, x: Sequence[float], stats: Sequence[Mapping[str, Any]], **style: Any) -> None:
+    est = [d["estimate"] for d in stats]
+    ax.errorbar(x, est, yerr=[[e - d["ci_low"] for e, d in zip(est, stats)],
+                              [d["ci_high"] - e for e, d in zip(est, stats)]],
+                marker="o", capsize=3, **style)
+
+
 def plot_sweep(path: str | os.PathLike, sweep: Mapping[str, Any]) -> Path:
-    """The money curve: gain in boundary F1 and exon KL reduction vs signal, per baseline,
-    with 95% CIs as error bars."""
-    fig = Figure(figsize=(15, 4), constrained_layout=True)
+    """The money curve: (1) exact boundary F1 of the trained models and of the Bayes ceiling
+    (true and geometric durations) vs signal; (2) learned gain vs limit gain with 95% CIs;
+    (3) the sharper-duration ground truth's limit curve."""
+    sharp = sweep.get("sharp_limit")
+    panels = 3 if sharp else 2
+    fig = Figure(figsize=(5 * panels, 4), constrained_layout=True)
     FigureCanvasAgg(fig)
     rows = sorted(sweep["rows"], key=lambda r: r["signal"])
     x = [r["signal"] for r in rows]
-    panels = (("boundary_f1_gain_vs_{}", "boundary F1 gain of semicrf (exact)"),
-              ("boundary_f1_near_gain_vs_{}",
-               f"boundary F1 gain of semicrf (within {NEAR_TOLERANCE} bp)"),
-              ("exon_kl_reduction_vs_{}", "exon duration KL reduction (log bins)"))
-    for i, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for j, (b, color) in enumerate(zip(SWEEP_BASELINES, ("tab:purple", "tab:green"))):
-            est = [r[key.format(b)]["estimate"] for r in rows]
-            lo = [e - r[key.format(b)]["ci_low"] for e, r in zip(est, rows)]
-            hi = [r[key.format(b)]["ci_high"] - e for e, r in zip(est, rows)]
-            shift = (j - 0.5) * 0.01
-            ax.errorbar([v + shift for v in x], est, yerr=[lo, hi], marker="o", capsize=3,
-                        color=color, label=f"vs {b}")
-        if i == 0:
-            est = [r["ablation_boundary_f1_drop"]["estimate"] for r in rows]
-            ax.plot(x, est, linestyle=":", marker="x", color="tab:blue",
-                    label="ablation (durations zeroed)")
-        ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax = fig.add_subplot(1, panels, 1)
+    ax.plot(x, [r["oracle"]["true"]["boundary_f1"] for r in rows], color="black",
+            label="ceiling, true durations")
+    ax.plot(x, [r["oracle"]["geometric"]["boundary_f1"] for r in rows], color="grey",
+            linestyle="--", label="ceiling, geometric durations")
+    for m, color in zip(SWEEP_MODELS, ("tab:blue", "tab:green")):
+        ax.plot(x, [r[m]["boundary_f1"] for r in rows], marker="o", linestyle=":", color=color,
+                label=f"{m} (trained)")
+    ax.set_ylim(0, 1)
+    ax.set_title("exact boundary F1: trained vs the limit")
+    ax = fig.add_subplot(1, panels, 2)
+    _errorbar(ax, [v - 0.005 for v in x], [r["learned_vs_limit_gain"]["details"]["learned_gain"]
+                                           for r in rows], color="tab:blue",
+              label="learned: semicrf - linear")
+    _errorbar(ax, [v + 0.005 for v in x], [r["learned_vs_limit_gain"]["details"]["limit_gain"]
+                                           for r in rows], color="black",
+              label="limit: true - geometric")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_title("boundary F1 gain of durations (95% CIs)")
+    if sharp:
+        ax = fig.add_subplot(1, panels, 3)
+        sx = [r["signal"] for r in sharp["rows"]]
+        ax.plot(sx, [r["true"]["boundary_f1"] for r in sharp["rows"]], color="black",
+                label="ceiling, true durations")
+        ax.plot(sx, [r["geometric"]["boundary_f1"] for r in sharp["rows"]], color="grey",
+                linestyle="--", label="ceiling, geometric durations")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"sharper durations: the limit ({sharp['num_test']} windows)")
+    for ax in fig.axes:
         ax.set_xlabel("signal (composition strength)")
-        ax.set_title(title)
         ax.legend(fontsize=8)
-    fig.suptitle(f"When do learned durations help? ({sweep['scale']} scale, 95% CIs)")
+    fig.suptitle(f"When do learned durations help? ({sweep['scale']} scale)")
     return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 
 
@@ -254,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=N_BOOT)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help="processes training models side by side (default: %(default)s)")
+    parser.add_argument("--sharp-windows", type=int, default=SHARP_WINDOWS,
+                        help="test windows per signal of the sharper-duration limit curve "
+                             "(0: leave it out)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -261,10 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--signals must lie in [0, 1], got {args.signals}")
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        if args.sharp_windows < 0:
+            raise ValueError(f"--sharp-windows must be >= 0, got {args.sharp_windows}")
         with logging_redirect_tqdm():  # a bar over the finished models (on a terminal)
             out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
                                overrides=read_overrides_file(args.generator_config),
-                               workers=args.workers, progress=progress_bars(quiet=False))
+                               workers=args.workers, sharp_windows=args.sharp_windows,
+                               progress=progress_bars(quiet=False))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
