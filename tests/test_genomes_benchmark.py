@@ -69,6 +69,24 @@ def test_evaluate_methods_and_the_report_table() -> None:
     assert "| semicrf | 1.000 |" in text and "real_intron_peak" in text and "| augustus |" in text
 
 
+def test_exon_f1_claim_compares_semicrf_with_linear() -> None:
+    rng = np.random.default_rng(2)
+    labels = {f"l{i}": _locus(rng, (50, 400)) for i in range(8)}
+    reference = {k: transcripts_from_labels(v, k) for k, v in labels.items()}
+    lengths = {k: v.size for k, v in labels.items()}
+    shifted = {k: [Transcript(t.gene_id, k, 1, tuple((s + 1, e + 1) for s, e in t.cds),
+                              tuple((s + 1, e + 1) for s, e in t.exons)) for t in v]
+               for k, v in reference.items()}
+    for semicrf, linear, passed in ((reference, shifted, True), (shifted, reference, False)):
+        ev = bm.evaluate_methods(reference, {"semicrf": semicrf, "semicrf_uniform": shifted,
+                                             "linear": linear}, lengths, max_duration=100)
+        claim = ev["claims"]["real_exon_f1_vs_linear"]
+        assert claim["passed"] is passed
+        assert claim["estimate"] == pytest.approx(ev["methods"]["semicrf"]["exon_f1"]
+                                                  - ev["methods"]["linear"]["exon_f1"])
+    assert ev["methods"]["linear"]["exon_f1"] == 1.0 and ev["methods"]["semicrf"]["exon_f1"] == 0.0
+
+
 @pytest.mark.skipif(shutil.which("augustus") is None,
                     reason="augustus is not installed (apt-get install augustus augustus-data)")
 def test_augustus_runs_and_its_output_is_read(tmp_path: Path) -> None:

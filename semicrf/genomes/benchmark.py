@@ -49,10 +49,12 @@ from semicrf.metrics import (
     pooled_kl,
 )
 from semicrf.models import MODEL_NAMES
-from semicrf.pipeline import RunConfig, run_benchmark
+from semicrf.pipeline import RunConfig
 from semicrf.plots import plot_duration_comparison
 from semicrf.report import to_jsonable
 from semicrf.stats import paired_bootstrap
+from semicrf.train import no_progress
+from semicrf.validation.experiment import Task, execute_tasks
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ CLAIMS: dict[str, str] = {
                                    "95% paired-bootstrap CI over test loci above 0",
     "real_intron_peak": f"mode of semicrf's predicted intron lengths ({PEAK_BIN} bp bins up to "
                         f"{PEAK_MAX} bp) within {PEAK_TOLERANCE_BP} bp of the true mode",
+    # added before run 2 (the gene model)
+    "real_exon_f1_vs_linear": "exon F1(semicrf) - exon F1(linear) (Burset-Guigo exons, "
+                              "exact coordinates): 95% paired-bootstrap CI over test loci above 0",
 }
 
 
@@ -93,6 +98,7 @@ class Scale:
     features: str = "kmer"
     window: int = 20000
     overlap: int = 2000
+    encoder: str = "bilstm"
 
 
 SCALES: dict[str, Scale] = {
@@ -138,14 +144,20 @@ def _import(genbank: Path, data: Path, seq_length: int, seed: int) -> Path:
     return import_dataset(data, genbank=genbank, seq_length=seq_length, seed=seed)
 
 
-def _train(scale: Scale, data: Path, run_dir: Path, device: str, models: Sequence[str]) -> None:
-    resume = (run_dir / "config.json").is_file()
-    run_benchmark(RunConfig(
-        data_dir=str(data), output_dir=str(run_dir), encoder="bilstm", features=scale.features,
-        max_duration=scale.max_duration, hidden_dim=scale.hidden_dim,
-        num_layers=scale.num_layers, batch_size=scale.batch_size, lr=scale.lr,
-        epochs=scale.epochs, device=device, models=tuple(models), resume=resume,
-    ))
+def _train(scale: Scale, data: Path, run_dir: Path, device: str, models: Sequence[str],
+           workers: int) -> None:
+    """The models into ``run_dir``, one unit each in ``workers`` processes (one torch thread
+    each on the CPU; resuming from their checkpoints)."""
+    def config(model: str) -> RunConfig:
+        return RunConfig(
+            data_dir=str(data), output_dir=str(run_dir), encoder=scale.encoder,
+            features=scale.features, max_duration=scale.max_duration,
+            hidden_dim=scale.hidden_dim, num_layers=scale.num_layers,
+            batch_size=scale.batch_size, lr=scale.lr, epochs=scale.epochs, device=device,
+            models=(model,), resume=True)
+
+    execute_tasks([Task(m, config(m), probe=False) for m in models],
+                  workers if device == "cpu" else 1, progress=no_progress)
 
 
 def _is_newer(path: Path, than: Path) -> bool:
@@ -191,8 +203,10 @@ def _mode(lengths: np.ndarray) -> float | None:
 
 
 def decide_claims(true_labels: Sequence[np.ndarray], predicted: Mapping[str, Sequence[np.ndarray]],
-                  *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, dict[str, Any]]:
-    """The verdicts of :data:`CLAIMS` from per-locus label arrays (truth and each model)."""
+                  gene_counts: Mapping[str, np.ndarray] | None = None, *, n_boot: int = N_BOOT,
+                  seed: int = BOOT_SEED) -> dict[str, dict[str, Any]]:
+    """The verdicts of :data:`CLAIMS` from per-locus label arrays (truth and each model) and
+    per-locus :func:`gene_level_counts` rows of each model (the exon-F1 claim)."""
     a, b = predicted["semicrf"], predicted["semicrf_uniform"]
     edges = log_length_edges(max(int(x.size) for x in true_labels))
     h_true, h_a, h_b = (_log_hist(x, edges) for x in (true_labels, a, b))
@@ -203,7 +217,7 @@ def decide_claims(true_labels: Sequence[np.ndarray], predicted: Mapping[str, Seq
     m_true = _mode(np.concatenate([_intron_lengths(x) for x in true_labels]))
     m_pred = _mode(np.concatenate([_intron_lengths(x) for x in a]))
     gap = None if m_true is None or m_pred is None else abs(m_pred - m_true)
-    return {
+    claims = {
         "real_intron_kl_vs_uniform": dict(kl, passed=bool(kl["ci_low"] > 0), rule="ci_low > 0",
                                           semicrf=pooled_kl(h_a, h_true),
                                           semicrf_uniform=pooled_kl(h_b, h_true)),
@@ -214,6 +228,21 @@ def decide_claims(true_labels: Sequence[np.ndarray], predicted: Mapping[str, Seq
                              "passed": gap is not None and gap <= PEAK_TOLERANCE_BP,
                              "rule": f"|mode difference| <= {PEAK_TOLERANCE_BP} bp"},
     }
+    if gene_counts is not None and {"semicrf", "linear"} <= set(gene_counts):
+        ex = paired_bootstrap(lambda c, _t: exon_f1(c), gene_counts["semicrf"],
+                              gene_counts["linear"], gene_counts["semicrf"], n_boot=n_boot,
+                              seed=seed, alpha=ALPHA)
+        claims["real_exon_f1_vs_linear"] = dict(
+            ex, passed=bool(ex["ci_low"] > 0), rule="ci_low > 0",
+            semicrf=exon_f1(gene_counts["semicrf"]), linear=exon_f1(gene_counts["linear"]))
+    return claims
+
+
+def exon_f1(counts: np.ndarray) -> float:
+    """Pooled exon F1 (harmonic mean of exon Sn and Sp) of rows of :func:`gene_level_counts`."""
+    m = metrics_from_counts(counts)
+    total = m["exon_sn"] + m["exon_sp"]
+    return 2 * m["exon_sn"] * m["exon_sp"] / total if total > 0 else 0.0
 
 
 def evaluate_methods(reference: Mapping[str, Sequence[Transcript]],
@@ -225,13 +254,15 @@ def evaluate_methods(reference: Mapping[str, Sequence[Transcript]],
     true_labels = [labels_from_transcripts(lengths[s], reference.get(s, ()), NUM_CLASSES)
                    for s in loci]
     methods: dict[str, Any] = {}
-    label_arrays = {}
+    label_arrays, gene_counts = {}, {}
     for name, genes in predicted.items():
         labels = [labels_from_transcripts(lengths[s], genes.get(s, ()), NUM_CLASSES) for s in loci]
         label_arrays[name] = labels
+        gene_counts[name] = gene_level_counts(reference, genes, loci)
         m = evaluate(labels, true_labels, NUM_CLASSES, max_duration)
         methods[name] = {
-            "gene_level": metrics_from_counts(gene_level_counts(reference, genes, loci)),
+            "gene_level": metrics_from_counts(gene_counts[name]),
+            "exon_f1": exon_f1(gene_counts[name]),
             "boundary_f1": m["boundary_f1"],
             "exon_sensitivity": m["exon_sensitivity"], "exon_specificity": m["exon_specificity"],
             "duration_kl": m["duration_kl"], "duration_kl_log": m["duration_kl_log"],
@@ -240,13 +271,14 @@ def evaluate_methods(reference: Mapping[str, Sequence[Transcript]],
         }
     claims = None
     if {"semicrf", "semicrf_uniform"} <= set(label_arrays):
-        claims = decide_claims(true_labels, label_arrays)
+        claims = decide_claims(true_labels, label_arrays, gene_counts)
     return {"methods": methods, "claims": claims, "true_labels": true_labels,
             "label_arrays": label_arrays}
 
 
 _COLUMNS = (
     ("boundary F1", lambda m: m["boundary_f1"]),
+    ("exon F1", lambda m: m.get("exon_f1")),
     ("exon Sn", lambda m: m["gene_level"]["exon_sn"]),
     ("exon Sp", lambda m: m["gene_level"]["exon_sp"]),
     ("intron Sn", lambda m: m["gene_level"]["intron_sn"]),
@@ -295,7 +327,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 
 def run_real_genes(genbank: str | Path, output_dir: str | Path, scale: Scale, *,
                    device: str = "cpu", augustus: bool = True, seed: int = 42,
-                   command: str = "") -> dict[str, Any]:
+                   command: str = "", workers: int = 2) -> dict[str, Any]:
     """Run the whole benchmark (see the module docstring); returns the report."""
     started = time.perf_counter()
     out = Path(output_dir)
@@ -304,7 +336,7 @@ def run_real_genes(genbank: str | Path, output_dir: str | Path, scale: Scale, *,
         source = subset_genbank(genbank, out / "subset.gb", scale.max_loci)
     data = _import(source, out / "data", scale.seq_length, seed)
     models = list(MODEL_NAMES)
-    _train(scale, data, out / "run", device, models)
+    _train(scale, data, out / "run", device, models, workers)
     preds_dir = out / "predictions"
     fasta = data / "test.loci.fa"
     seconds = _predict(scale, out / "run", fasta, preds_dir, models, device)
@@ -366,7 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-augustus", action="store_true", help="Skip the AUGUSTUS run.")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="Processes training models side by side on the CPU (one thread each).")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scale = SCALES[args.scale]
     if args.epochs is not None:
@@ -374,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m semicrf.genomes.benchmark " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         report = run_real_genes(args.genbank, args.output_dir, scale, device=args.device,
-                                augustus=not args.no_augustus, seed=args.seed, command=command)
+                                augustus=not args.no_augustus, seed=args.seed, command=command,
+                                workers=args.workers)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"real-genes benchmark: error: {err}", file=sys.stderr)
         return 2
