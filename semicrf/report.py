@@ -31,6 +31,7 @@ METRICS_FILENAME = "metrics.json"
 #: Metrics shown by default (prefix ``x_`` stands for one column per class ``x_<class>``).
 HEADLINE: tuple[str, ...] = (
     "boundary_f1",
+    "boundary_f1_of_ceiling",
     "boundary_f1_tol1",
     "boundary_f1_tol2",
     "boundary_f1_tol5",
@@ -242,8 +243,9 @@ def comparison_table(
         models = payload.get("models")
         if not isinstance(models, Mapping):
             raise ValueError(f"results {label or '(single run)'} have no 'models' mapping")
-        for model in sorted(models, key=_model_sort_key):
-            columns[(label, model)] = flatten_entry(models[model])
+        run = {model: flatten_entry(models[model]) for model in sorted(models, key=_model_sort_key)}
+        _add_fraction_of_ceiling(run)
+        columns.update({(label, model): col for model, col in run.items()})
     available = list(dict.fromkeys(k for col in columns.values() for k in col))
     rows = _select_rows(available, metrics)
     data = {key: [col.get(r) for r in rows] for key, col in columns.items()}
@@ -253,6 +255,17 @@ def comparison_table(
     else:
         table.columns = pd.MultiIndex.from_tuples(list(columns), names=["run", "model"])
     return table
+
+
+def _add_fraction_of_ceiling(run: dict[str, dict[str, float | None]]) -> None:
+    """``boundary_f1_of_ceiling``: each model's exact boundary F1 over the Bayes ceiling's
+    (the run's ``oracle`` column, from ``semicrf oracle``), when the run has one."""
+    ceiling = run.get("oracle", {}).get("boundary_f1")
+    if not ceiling:
+        return
+    for col in run.values():
+        if col.get("boundary_f1") is not None:
+            col["boundary_f1_of_ceiling"] = col["boundary_f1"] / ceiling
 
 
 def format_value(metric: str, value: Any) -> str:

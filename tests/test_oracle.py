@@ -218,6 +218,8 @@ def test_compare_shows_the_oracle_column(tmp_path):
     table = comparison_table(tmp_path)
     assert table.loc["boundary_f1", "oracle"] == 0.4
     assert table.loc["boundary_f1", "linear"] == 0.1
+    assert table.loc["boundary_f1_of_ceiling", "linear"] == pytest.approx(0.25)
+    assert table.loc["boundary_f1_of_ceiling", "oracle"] == 1.0
 
 
 def test_ceiling_rows_are_cached_beside_the_data(tmp_path):
