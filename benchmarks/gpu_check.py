@@ -214,6 +214,9 @@ class Report:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         tmp.replace(self.path)
+        state = "done" if not isinstance(value, dict) else (
+            "skipped" if "skipped" in value else f"done (ok={value.get('ok', '-')})")
+        print(f"gpu-check [{elapsed():6.1f} s] {phase} {state}", file=sys.stderr, flush=True)
 
 
 def environment(args) -> dict:
@@ -613,6 +616,7 @@ def main(argv=None) -> int:
         if elapsed() > args.budget_s:
             report.put(name, dict(skipped=f"budget of {args.budget_s:.0f} s spent"))
             return None
+        print(f"gpu-check [{elapsed():6.1f} s] {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
             value = fn(*a)
