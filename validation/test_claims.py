@@ -50,6 +50,19 @@ def test_duration_model_is_the_mechanism(validation_outcome):
     _assert_claim(validation_outcome, "ablation_boundary_f1_drop")
 
 
+@pytest.mark.parametrize("model", v.COMPETENCE_MODELS)
+def test_crf_model_is_competent(validation_outcome, model):
+    """The model's exact boundary F1 is at least 0.8 of the Bayes ceiling's (the generator's
+    own model decoded exactly, true durations, on the same test windows)."""
+    _assert_claim(validation_outcome, f"competence_{model}")
+
+
+def test_learned_gain_is_consistent_with_the_limit_gain(validation_outcome):
+    """(F1 semicrf - F1 linear) - (F1 oracle true - F1 oracle geometric): the paired 95% CI
+    contains 0."""
+    _assert_claim(validation_outcome, "learned_gain_vs_limit_gain")
+
+
 def test_learned_exon_distribution_matches_truth(validation_outcome):
     """KL(true exon pmf || the head's tilt-profiled exon pmf) below the threshold."""
     _assert_claim(validation_outcome, "learned_exon_kl")

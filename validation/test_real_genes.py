@@ -9,7 +9,9 @@ Fixed before the first run (constants and rules in :mod:`semicrf.genomes.benchma
 2. ``real_boundary_f1_vs_uniform``: boundary F1 (exact) semicrf - semicrf_uniform, same
    bootstrap, CI above 0;
 3. ``real_intron_peak``: semicrf recovers the short-intron peak: the mode of its predicted
-   intron lengths (5 bp bins up to 500 bp) lies within 10 bp of the true mode.
+   intron lengths (5 bp bins up to 500 bp) lies within 10 bp of the true mode;
+4. ``real_exon_f1_vs_linear`` (added before run 2, the gene model): exon F1 (Burset-Guigo,
+   exact coordinates) semicrf - linear, same bootstrap, CI above 0.
 
 The tests read ``report.json`` of a finished run (``$SEMICRF_REAL_GENES_RESULTS``, default
 ``results/real_genes``) and are skipped when there is none: the run takes about an hour.
