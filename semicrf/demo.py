@@ -8,8 +8,8 @@ decode the gene grammar (the default ``--structure gene``), so within 96 optimis
 (12 batches of 4, 8 epochs) the CRF models place exon edges exactly and the four models
 differ visibly; the comparison ends with the Bayes ceiling (``semicrf oracle``: the
 generator's own model decoded exactly) and its second row is each model's exact boundary F1
-as a fraction of the ceiling's (``boundary_f1_of_ceiling``). It is a smoke test of the pipeline, not a result: the
-claims are decided by ``pytest -m validation``.
+as a fraction of the ceiling's (``boundary_f1_of_ceiling``). It is a smoke test of the
+pipeline, not a result: the claims are decided by ``pytest -m validation``.
 
     python -m semicrf.demo [--data-dir data/demo] [--output-dir results/demo]
 """

@@ -8,6 +8,7 @@ relies on.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -400,12 +401,15 @@ def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
     root, experiment, result = tiny_run
     from semicrf.validation.sweep import SWEEP_MODELS, signal_sweep
 
-    sweep = signal_sweep(TINY, [0.5, 0.3], root, n_boot=50, sharp_windows=0)
-    first, second = sweep["rows"]
+    sweep = signal_sweep(TINY, [0.5, 0.3], root, n_boot=50, sharp_windows=0, limit_only=[0.9])
+    second, first, limit = sweep["rows"]  # sorted by signal
+    assert limit["signal"] == 0.9 and not limit["trained"]
+    assert set(limit["oracle"]) == {"true", "geometric"}
+    assert not (Path(limit["results_dir"]) / "run").exists()  # nothing trained there
     assert first["results_dir"] == str(result.root)  # signal 0.5 is the main experiment
     assert second["results_dir"] != str(result.root)
     assert set(load_results(second["results_dir"] + "/run")["models"]) == set(SWEEP_MODELS)
-    for row in sweep["rows"]:
+    for row in (first, second):
         for b in ("linear",):
             gain = row[f"boundary_f1_gain_vs_{b}"]
             expected = row["semicrf"]["boundary_f1"] - row[b]["boundary_f1"]
@@ -426,7 +430,8 @@ def test_signal_sweep_reuses_the_main_experiment_and_trains_the_rest(tiny_run):
     text = (root / "signal_sweep_tiny.md").read_text()
     assert "| 0.5 |" in text and "| 0.3 |" in text and "within 10 bp" in text
     assert "learned - limit" in text
-    assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][1]["signal"] == 0.3
+    assert json.loads((root / "signal_sweep_tiny.json").read_text())["rows"][0]["signal"] == 0.3
+    assert "| 0.9 |" in text and "not trained" in text
     assert (root / "signal_sweep_tiny.png").stat().st_size > 1000
 
 
@@ -434,7 +439,11 @@ def test_sweep_cli_errors_exit_2(tmp_path, capsys):
     from semicrf.validation.sweep import main
 
     assert main(["--signals", "1.5", "--results-root", str(tmp_path)]) == 2
-    assert "--signals" in capsys.readouterr().err
+    assert "signals must lie in [0, 1]" in capsys.readouterr().err
+    assert main(["--signals", "0.5", "--limit-only-signals", "0.5",
+                 "--results-root", str(tmp_path)]) == 2
+    assert "either trained" in capsys.readouterr().err
+    assert main(["--sharp-windows", "-1", "--results-root", str(tmp_path)]) == 2
     assert main(["--generator-config", str(tmp_path / "missing.json"),
                  "--results-root", str(tmp_path)]) == 2
 

@@ -238,7 +238,7 @@ class ExperimentResult:
         return self.root / "run"
 
 
-def _ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
+def ensure_data(path: Path, generator: dict[str, Any], scale: Scale) -> Path:
     """Generate the data set unless a complete one (``meta.json`` written last) is there."""
     if (path / "meta.json").is_file():
         return path
@@ -413,9 +413,9 @@ def run_experiments(
         if (root / "timing.json").is_file():
             log.info("validation experiment %s: resuming an interrupted run", root)
         started = time.perf_counter()
-        _ensure_data(root / "data", experiment.generator, experiment.scale)
+        ensure_data(root / "data", experiment.generator, experiment.scale)
         if experiment.shifted_generator is not None:
-            _ensure_data(root / "shifted" / "data", experiment.shifted_generator, experiment.scale)
+            ensure_data(root / "shifted" / "data", experiment.shifted_generator, experiment.scale)
         _add_time(root, "generate", time.perf_counter() - started)
         # the source the training runs with (HEAD may move while it runs)
         todo.append((experiment, root, git_state()))

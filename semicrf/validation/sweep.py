@@ -65,6 +65,7 @@ from semicrf.validation.experiment import (
     ExperimentResult,
     Scale,
     build_experiment,
+    ensure_data,
     run_experiments,
 )
 from semicrf.validation.oracle import SHARP_DURATIONS, ceiling_paths, ceiling_rows, limit_curve
@@ -99,7 +100,7 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
     hists = {m: per_sequence_log_histograms(preds[m], NUM_CLASSES, edges)[:, exon] for m in SWEEP_MODELS}
     hist_true = per_sequence_log_histograms(true, NUM_CLASSES, edges)[:, exon]
     opts = dict(n_boot=n_boot, seed=seed, alpha=alpha)
-    row: dict[str, Any] = {"signal": signal, "results_dir": str(result.root)}
+    row: dict[str, Any] = {"signal": signal, "results_dir": str(result.root), "trained": True}
     for m in SWEEP_MODELS:
         entry = result.payload["models"][m]
         metrics = entry["metrics"]
@@ -131,10 +132,12 @@ def sweep_row(result: ExperimentResult, signal: float, *, n_boot: int = N_BOOT,
 def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str | os.PathLike,
                  *, overrides: Mapping[str, Any] | None = None, n_boot: int = N_BOOT,
                  workers: int = DEFAULT_WORKERS, sharp_windows: int = SHARP_WINDOWS,
+                 limit_only: Sequence[float] = (),
                  progress: ProgressFactory = no_progress) -> dict[str, Any]:
     """Train the sweep models at each generator ``signal`` (all signals' models side by side
-    in ``workers`` processes) and write ``<results_root>/signal_sweep_<scale>.{json,md,png}``;
-    returns the JSON content."""
+    in ``workers`` processes), decode the ``limit_only`` signals' test windows with the
+    Bayes oracle alone (no model trained), and write
+    ``<results_root>/signal_sweep_<scale>.{json,md,png}``; returns the JSON content."""
     if isinstance(scale, str):
         if scale not in SCALES:
             raise ValueError(f"unknown validation scale {scale!r}; choose from {sorted(SCALES)}")
@@ -155,10 +158,20 @@ def signal_sweep(scale: Scale | str, signals: Sequence[float], results_root: str
         rows.append(sweep_row(result, float(signal), n_boot=n_boot))
         log.info("signal %.2f: boundary F1 gain vs linear %.4f", signal,
                  rows[-1]["boundary_f1_gain_vs_linear"]["estimate"])
+    for signal in limit_only:
+        experiment = build_experiment(replace(scale, run_shifted=False),
+                                      dict(overrides or {}) | {"signal": float(signal)},
+                                      models=SWEEP_MODELS)
+        data = ensure_data(experiment.directory(root) / "data", experiment.generator, scale)
+        rows.append({"signal": float(signal), "results_dir": str(experiment.directory(root)),
+                     "trained": False,
+                     "oracle": ceiling_rows(data, scale.max_duration, NEAR_TOLERANCE)})
+    rows.sort(key=lambda r: r["signal"])
+    all_signals = [r["signal"] for r in rows]
     sharp = []
     if sharp_windows > 0:
         truth = build_experiment(scale, SHARP_DURATIONS).generator
-        for r in limit_curve(truth, signals, sharp_windows, scale.seq_length,
+        for r in limit_curve(truth, all_signals, sharp_windows, scale.seq_length,
                              root / f"limit_sharp_{scale.name}", max_duration=scale.max_duration):
             sharp.append({"signal": r["signal"], **{k: {m: r[k][m] for m in ("boundary_f1", "segment_f1")}
                                                     for k in ("true", "geometric")}})
@@ -196,13 +209,18 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for r in sweep["rows"]:
-        t, g, gain = r["oracle"]["true"], r["oracle"]["geometric"], r["learned_vs_limit_gain"]
-        lines.append(
-            f"| {r['signal']:g} | {_fmt(t['boundary_f1'])} | {_fmt(g['boundary_f1'])} | "
-            + " | ".join(_fmt(r[m]["boundary_f1"]) for m in SWEEP_MODELS) + " | "
-            + " | ".join(_fmt(r["fraction_of_ceiling"][m]) for m in SWEEP_MODELS) + " | "
-            f"{_ci(gain['details']['learned_gain'])} | {_ci(gain['details']['limit_gain'])} | "
-            f"{_ci(gain)} | {_ci(r['ablation_boundary_f1_drop'])} |")
+        t, g = r["oracle"]["true"], r["oracle"]["geometric"]
+        cells = [f"{r['signal']:g}", _fmt(t["boundary_f1"]), _fmt(g["boundary_f1"])]
+        if r["trained"]:
+            gain = r["learned_vs_limit_gain"]
+            cells += [_fmt(r[m]["boundary_f1"]) for m in SWEEP_MODELS]
+            cells += [_fmt(r["fraction_of_ceiling"][m]) for m in SWEEP_MODELS]
+            cells += [_ci(gain["details"]["learned_gain"]), _ci(gain["details"]["limit_gain"]),
+                      _ci(gain), _ci(r["ablation_boundary_f1_drop"])]
+        else:
+            cells += ["not trained"] * (2 * len(SWEEP_MODELS)) + [
+                "-", _fmt(t["boundary_f1"] - g["boundary_f1"]), "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Exon duration KL (`duration_kl_log`) and its reduction by semicrf (paired "
               f"basic bootstrap); boundary F1 within {NEAR_TOLERANCE} bp and its gain; test NLL "
               "per position; the posterior decoder's exact boundary F1:", "",
@@ -210,7 +228,7 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
               f"bF1 {NEAR_TOLERANCE} bp semicrf | linear | gain | NLL semicrf | NLL linear | "
               "bF1 posterior semicrf | linear |",
               "| ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
-    for r in sweep["rows"]:
+    for r in (r for r in sweep["rows"] if r["trained"]):
         s, li = r["semicrf"], r["linear"]
         lines.append(
             f"| {r['signal']:g} | {_fmt(s['duration_kl_log']['exon'])} | "
@@ -250,13 +268,14 @@ def plot_sweep(path: str | os.PathLike, sweep: Mapping[str, Any]) -> Path:
     panels = 3 if sharp else 2
     fig = Figure(figsize=(5 * panels, 4), constrained_layout=True)
     FigureCanvasAgg(fig)
-    rows = sorted(sweep["rows"], key=lambda r: r["signal"])
+    every = sorted(sweep["rows"], key=lambda r: r["signal"])
+    rows = [r for r in every if r["trained"]]
     x = [r["signal"] for r in rows]
     ax = fig.add_subplot(1, panels, 1)
-    ax.plot(x, [r["oracle"]["true"]["boundary_f1"] for r in rows], color="black",
-            label="ceiling, true durations")
-    ax.plot(x, [r["oracle"]["geometric"]["boundary_f1"] for r in rows], color="grey",
-            linestyle="--", label="ceiling, geometric durations")
+    ax.plot([r["signal"] for r in every], [r["oracle"]["true"]["boundary_f1"] for r in every],
+            color="black", label="ceiling, true durations")
+    ax.plot([r["signal"] for r in every], [r["oracle"]["geometric"]["boundary_f1"] for r in every],
+            color="grey", linestyle="--", label="ceiling, geometric durations")
     for m, color in zip(SWEEP_MODELS, ("tab:blue", "tab:green")):
         ax.plot(x, [r[m]["boundary_f1"] for r in rows], marker="o", linestyle=":", color=color,
                 label=f"{m} (trained)")
@@ -298,14 +317,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=N_BOOT)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help="processes training models side by side (default: %(default)s)")
+    parser.add_argument("--limit-only-signals", type=float, nargs="*", default=[],
+                        help="signals decoded by the Bayes oracle alone (no model trained)")
     parser.add_argument("--sharp-windows", type=int, default=SHARP_WINDOWS,
                         help="test windows per signal of the sharper-duration limit curve "
                              "(0: leave it out)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        if any(not 0.0 <= s <= 1.0 for s in args.signals):
-            raise ValueError(f"--signals must lie in [0, 1], got {args.signals}")
+        if any(not 0.0 <= s <= 1.0 for s in [*args.signals, *args.limit_only_signals]):
+            raise ValueError(f"signals must lie in [0, 1], got {args.signals} "
+                             f"{args.limit_only_signals}")
+        if set(args.signals) & set(args.limit_only_signals):
+            raise ValueError("a signal is either trained (--signals) or limit-only, not both")
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
         if args.sharp_windows < 0:
@@ -314,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = signal_sweep(args.scale, args.signals, args.results_root, n_boot=args.n_boot,
                                overrides=read_overrides_file(args.generator_config),
                                workers=args.workers, sharp_windows=args.sharp_windows,
+                               limit_only=args.limit_only_signals,
                                progress=progress_bars(quiet=False))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
