@@ -102,11 +102,10 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    # about an hour on 2 CPU cores: on an idle core the blocked CPU sweeps train semicrf at
-    # about 60 kb/s with 4-mer features (K = 1000), so 12 epochs of the 2.3 Mb train split
-    # (docs/real_genomes.md); one-hot beside the 4-mers as in validation run 5
+    # run 2 (docs/real_genomes.md): the gene model, 6 epochs of the 2.3 Mb train split (run 1:
+    # 12 three-label epochs in ~50 min), one-hot beside the 4-mers as in validation run 5
     "full": Scale("full", seq_length=8000, max_duration=1000, hidden_dim=32, num_layers=1,
-                  batch_size=4, lr=2e-2, epochs=12, max_loci=None, features="onehot+kmer"),
+                  batch_size=4, lr=2e-2, epochs=6, max_loci=None, features="onehot+kmer"),
     # the machinery end to end in about a minute
     "smoke": Scale("smoke", seq_length=1500, max_duration=60, hidden_dim=8, num_layers=1,
                    batch_size=4, lr=3e-3, epochs=1, max_loci=24, window=4000, overlap=500),
