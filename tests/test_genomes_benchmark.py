@@ -29,6 +29,16 @@ def _locus(rng: np.random.Generator, intron: tuple[int, int]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _annotations(rng: np.random.Generator, n: int) -> tuple[dict, dict, dict]:
+    """(reference, the reference with every exon moved 1 bp, lengths) of ``n`` random loci."""
+    labels = {f"l{i}": _locus(rng, (50, 400)) for i in range(n)}
+    reference = {k: transcripts_from_labels(v, k) for k, v in labels.items()}
+    shifted = {k: [Transcript(t.gene_id, k, 1, tuple((s + 1, e + 1) for s, e in t.cds),
+                              tuple((s + 1, e + 1) for s, e in t.exons)) for t in v]
+               for k, v in reference.items()}
+    return reference, shifted, {k: v.size for k, v in labels.items()}
+
+
 def test_claims_pass_for_a_better_model_and_fail_otherwise() -> None:
     rng = np.random.default_rng(0)
     truth = [_locus(rng, (55, 75)) for _ in range(40)]
@@ -49,13 +59,7 @@ def test_claims_pass_for_a_better_model_and_fail_otherwise() -> None:
 
 
 def test_evaluate_methods_and_the_report_table() -> None:
-    rng = np.random.default_rng(1)
-    labels = {f"l{i}": _locus(rng, (50, 400)) for i in range(6)}
-    reference = {k: transcripts_from_labels(v, k) for k, v in labels.items()}
-    lengths = {k: v.size for k, v in labels.items()}
-    shifted = {k: [Transcript(t.gene_id, k, 1, tuple((s + 1, e + 1) for s, e in t.cds),
-                              tuple((s + 1, e + 1) for s, e in t.exons)) for t in v]
-               for k, v in reference.items()}
+    reference, shifted, lengths = _annotations(np.random.default_rng(1), 6)
     ev = bm.evaluate_methods(reference, {"semicrf": reference, "semicrf_uniform": shifted,
                                          "augustus": {}}, lengths, max_duration=100)
     perfect, off, none = (ev["methods"][m] for m in ("semicrf", "semicrf_uniform", "augustus"))
@@ -70,13 +74,7 @@ def test_evaluate_methods_and_the_report_table() -> None:
 
 
 def test_exon_f1_claim_compares_semicrf_with_linear() -> None:
-    rng = np.random.default_rng(2)
-    labels = {f"l{i}": _locus(rng, (50, 400)) for i in range(8)}
-    reference = {k: transcripts_from_labels(v, k) for k, v in labels.items()}
-    lengths = {k: v.size for k, v in labels.items()}
-    shifted = {k: [Transcript(t.gene_id, k, 1, tuple((s + 1, e + 1) for s, e in t.cds),
-                              tuple((s + 1, e + 1) for s, e in t.exons)) for t in v]
-               for k, v in reference.items()}
+    reference, shifted, lengths = _annotations(np.random.default_rng(2), 8)
     for semicrf, linear, passed in ((reference, shifted, True), (shifted, reference, False)):
         ev = bm.evaluate_methods(reference, {"semicrf": semicrf, "semicrf_uniform": shifted,
                                              "linear": linear}, lengths, max_duration=100)
