@@ -65,7 +65,7 @@ $(REAL_GENES_GB):
 real-genes-data: $(REAL_GENES_GB)
 
 # The four models and AUGUSTUS (apt-get install augustus augustus-data) on the test loci:
-# about an hour on 2 CPU cores; REAL_GENES_SCALE=smoke runs the machinery in minutes.
+# about an hour on 2 CPU cores (run 2: 61 min); REAL_GENES_SCALE=smoke runs the machinery in minutes.
 real-genes: $(STAMP) $(REAL_GENES_GB)
 	$(BIN)/python -m semicrf.genomes.benchmark --genbank $(REAL_GENES_GB) \
 		--output-dir $(REAL_GENES_OUT) --scale $(REAL_GENES_SCALE)
