@@ -138,16 +138,16 @@ def _adversarial(seed: int, length: int = 48, max_len: int = 9, labels: int = 3,
 WIDE = {"block": 8, "group": 16}
 
 
-def _count_block_repairs(monkeypatch) -> dict:
-    """Count the calls of the log-space block repair (``calls["log"]``) from now on."""
-    calls = {"log": 0}
-    exact = blocked._intra_log
+def _count_calls(monkeypatch, name: str) -> dict:
+    """Count the calls of ``blocked.<name>`` (``calls["n"]``) from now on."""
+    calls = {"n": 0}
+    exact = getattr(blocked, name)
 
     def counting(*args):
-        calls["log"] += 1
+        calls["n"] += 1
         return exact(*args)
 
-    monkeypatch.setattr(blocked, "_intra_log", counting)
+    monkeypatch.setattr(blocked, name, counting)
     return calls
 
 
@@ -161,9 +161,9 @@ def test_adversarial_inputs_run_the_block_repair(monkeypatch):
     """Emissions of magnitude 300 push blocks out of the linear range: they are recomputed
     in log space, and the result is still exact."""
     case = _adversarial(2, magnitude=300.0)
-    calls = _count_block_repairs(monkeypatch)
+    calls = _count_calls(monkeypatch, "_intra_log")
     _check(case, WIDE)
-    assert calls["log"] > 0
+    assert calls["n"] > 0
 
 
 def test_window_sum_repairs_an_underflowed_row(monkeypatch):
@@ -206,17 +206,10 @@ def test_duration_mass_equals_the_direct_sum(monkeypatch, slope):
     terms = torch.where(ok, terms, streaming.NEG)
     log_z = terms.flatten(1).logsumexp(1) + 2.0  # any normaliser; keeps the posteriors below 1
     want = (terms - log_z.view(batch, 1, 1, 1)).exp().sum(2)  # (B, C, K)
-    calls = {"exact": 0}
-    exact = blocked._exact_tiles
-
-    def counting(*args):
-        calls["exact"] += 1
-        return exact(*args)
-
-    monkeypatch.setattr(blocked, "_exact_tiles", counting)
+    calls = _count_calls(monkeypatch, "_exact_tiles")
     for tile in (1, 4, 8):
         _close(blocked._duration_mass(gamma, u, duration, log_z, tile), want, f"tile {tile}")
-    assert (calls["exact"] > 0) == (slope > 100)
+    assert (calls["n"] > 0) == (slope > 100)
 
 
 @pytest.mark.parametrize("length,max_len", [(1, 1), (1, 6), (5, 30), (9, 1)])
@@ -348,10 +341,10 @@ def test_per_position_transitions_equal_the_reference(shape, seed, semantics):
 def test_per_position_adversarial_runs_the_block_repair(seed, monkeypatch):
     """Large emissions and per-position transitions: the log-space block repair reads the
     per-position rows too, and the result is still exact."""
-    calls = _count_block_repairs(monkeypatch)
+    calls = _count_calls(monkeypatch, "_intra_log")
     case = _per_position(_adversarial(seed, magnitude=300.0), seed)
     _check(case, WIDE, runs=_runs(case, seed, "random"))
-    assert calls["log"] > 0
+    assert calls["n"] > 0
 
 
 @pytest.mark.parametrize("semantics", ["segments", "runs"])
